@@ -1,0 +1,50 @@
+# fraudwatch: two commands from clone to a running pipeline (`make run`) and a green test run
+# (`make test`). Everything is installed into .venv/ and .stack/ by these targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+STACK := $(PY) -m fraudwatch.devstack
+
+.PHONY: venv up down status clean-stack run test lint typecheck unit integration bench bench-full evaluate screenshots
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; v=sys.version_info[:2]; sys.exit(0 if (3,11) <= v < (3,13) else "fraudwatch needs Python 3.11 or 3.12 (bytewax 0.21.1 wheels stop at 3.12); found %d.%d: set PYTHON=python3.12" % v)'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+up: venv
+	@$(STACK) up
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else echo "no virtualenv: nothing was started"; fi
+
+status: venv
+	@$(STACK) status
+
+clean-stack:
+	@if [ -x $(PY) ]; then $(STACK) clean; fi
+	@rm -rf .stack/data
+
+# The whole pipeline on the local stack; Ctrl-C stops everything it started.
+run: venv
+	@$(PY) -m fraudwatch.supervisor
+
+lint: venv
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+
+typecheck: venv
+	@$(PY) -m mypy .
+
+# Lint, types and every test tier, with the stack started (and stopped again) around them.
+test: venv
+	@$(STACK) with-stack -- env PY=$(PY) scripts/check $(PYTEST_ARGS)
+
+unit: venv
+	@$(PY) -m pytest -m 'not integration and not browser' $(PYTEST_ARGS)

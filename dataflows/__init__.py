@@ -1,0 +1,1 @@
+"""fraudwatch dataflows (see docs/architecture.md)."""

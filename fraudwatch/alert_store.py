@@ -1,0 +1,91 @@
+"""MongoDB layout shared by the dataflow (writer) and the web app (reader).
+
+Collections (database ``MONGODB_DATABASE``):
+
+- ``alerts``: one document per alert, ``_id`` = the deterministic alert id. The dataflow only
+  ever inserts (``$setOnInsert`` upserts), so a replay after a crash neither duplicates an
+  alert nor undoes an analyst's disposition; ``status`` belongs to the web app after insert.
+- ``alert_stats``: one document per event-time minute, fully rewritten (``$set``) from the
+  dataflow's complete counts for that minute, so replays do not inflate it.
+- ``dispositions``: insert-only audit trail written by the web app.
+
+Only features that behave the same on MongoDB 7/8 and FerretDB v1 are used here: see
+``docs/architecture.md`` ("MongoDB portability").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
+from pymongo.collection import Collection
+from pymongo.database import Database
+
+ALERTS = "alerts"
+ALERT_STATS = "alert_stats"
+DISPOSITIONS = "dispositions"
+
+Doc = dict[str, Any]
+
+# Each console view is served by one of these; every list view is bounded by time and sorted
+# by (timestamp, _id) descending, which is also the cursor for range pagination.
+ALERT_INDEXES: list[IndexModel] = [
+    IndexModel([("timestamp", DESCENDING), ("_id", DESCENDING)], name="queue"),
+    IndexModel(
+        [("status", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_status"
+    ),
+    IndexModel(
+        [
+            ("status", ASCENDING),
+            ("severity", ASCENDING),
+            ("timestamp", DESCENDING),
+            ("_id", DESCENDING),
+        ],
+        name="by_status_severity",
+    ),
+    IndexModel([("severity", ASCENDING), ("timestamp", DESCENDING)], name="by_severity"),
+    IndexModel([("card_token", ASCENDING), ("timestamp", DESCENDING)], name="by_card"),
+    IndexModel([("card_last4", ASCENDING), ("timestamp", DESCENDING)], name="by_last4"),
+    IndexModel([("merchant_id", ASCENDING), ("timestamp", DESCENDING)], name="by_merchant"),
+    IndexModel([("rules", ASCENDING), ("timestamp", DESCENDING)], name="by_rule"),
+]
+STATS_INDEXES: list[IndexModel] = [IndexModel([("minute", DESCENDING)], name="by_minute")]
+DISPOSITION_INDEXES: list[IndexModel] = [
+    IndexModel([("alert_id", ASCENDING), ("at", ASCENDING)], name="by_alert"),
+]
+
+
+def ensure_indexes(db: Database[Doc]) -> None:
+    """Create every index the console and the sink rely on (idempotent)."""
+    db[ALERTS].create_indexes(ALERT_INDEXES)
+    db[ALERT_STATS].create_indexes(STATS_INDEXES)
+    db[DISPOSITIONS].create_indexes(DISPOSITION_INDEXES)
+
+
+def alert_upserts(docs: Iterable[Doc]) -> list[UpdateOne]:
+    """Insert-only upserts: existing alerts (and their analyst-owned status) are never touched."""
+    return [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
+
+
+def stats_upserts(minutes: Iterable[Doc]) -> list[UpdateOne]:
+    """Whole-minute rewrites keyed by the minute: ``$set`` of complete counts, never ``$inc``."""
+    ops = []
+    for m in minutes:
+        fields = {k: v for k, v in m.items() if k != "_id"}
+        ops.append(UpdateOne({"_id": m["_id"]}, {"$set": fields}, upsert=True))
+    return ops
+
+
+def write_alerts(coll: Collection[Doc], docs: Sequence[Doc]) -> int:
+    """Bulk-write alerts idempotently; returns how many were new."""
+    if not docs:
+        return 0
+    result = coll.bulk_write(alert_upserts(docs), ordered=False)
+    return int(result.upserted_count)
+
+
+def minute_id(minute: datetime) -> str:
+    """The ``_id`` of an ``alert_stats`` document: the minute in RFC 3339, UTC."""
+    return minute.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")

@@ -1,0 +1,80 @@
+"""Card-number hygiene: Luhn check, keyed tokens and the masked form.
+
+The PAN (primary account number) exists only on the input topic. The first step of the
+dataflow turns it into a keyed HMAC-SHA256 token (a plain hash of a PAN is reversible by
+brute force, since there are only ~10^10 numbers per BIN) and a masked form that PCI DSS
+allows to display: first 6 + last 4 for 16-19 digit cards, last 4 only for shorter ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import re
+
+DEV_TOKEN_KEY = "fraudwatch-dev-only-token-key-do-not-use-in-production"  # noqa: S105 - public on purpose, warned about
+TOKEN_HEX_CHARS = 32  # 128 bits: collision-free for any real portfolio, half the memory of 256
+
+# 12-19 digits whose Luhn check passes: what a card number looks like in free text.
+PAN_PATTERN = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
+
+_log = logging.getLogger(__name__)
+_warned = False
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when ``digits`` (only 0-9) passes the Luhn check-digit test."""
+    total = 0
+    parity = len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = ord(ch) - 48
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def luhn_check_digit(partial: str) -> str:
+    """The digit that makes ``partial + digit`` Luhn-valid (for generating test cards)."""
+    for d in "0123456789":
+        if luhn_valid(partial + d):
+            return d
+    raise AssertionError("unreachable: one of ten digits always completes a Luhn number")
+
+
+def mask_pan(pan: str) -> str:
+    """First 6 + last 4 for 16-19 digit numbers, last 4 only for shorter ones."""
+    if len(pan) >= 16:
+        return f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}"
+    return f"{'*' * (len(pan) - 4)}{pan[-4:]}"
+
+
+class CardTokenizer:
+    """Turns PANs into keyed tokens. One instance per process; the key never leaves it."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str | None) -> None:
+        global _warned  # noqa: PLW0603 - warn once per process, not once per component
+        if not key:
+            if not _warned:
+                _log.warning(
+                    "FRAUD_TOKEN_KEY is not set: using the built-in DEVELOPMENT key. Card tokens "
+                    "are then guessable by anyone with this source code. Set FRAUD_TOKEN_KEY to "
+                    "a long random secret (e.g. `openssl rand -hex 32`) in every real deployment."
+                )
+                _warned = True
+            key = DEV_TOKEN_KEY
+        self._key = key.encode()
+
+    def token(self, pan: str) -> str:
+        """The card's token: hex HMAC-SHA256 of the PAN under the process key, truncated."""
+        return hmac.new(self._key, pan.encode(), hashlib.sha256).hexdigest()[:TOKEN_HEX_CHARS]
+
+
+def contains_pan(text: str) -> bool:
+    """True when ``text`` holds a 12-19 digit Luhn-valid number (a probable card number)."""
+    return any(luhn_valid(m.group()) for m in PAN_PATTERN.finditer(text))

@@ -1,0 +1,272 @@
+"""The event contract: transaction schema v1, the alert document and the dead-letter envelope.
+
+One module shared by the dataflow, the producer and the web app; documented in
+``docs/contracts.md``. Validation happens once, at the edge (``parse_transaction``);
+inside the pipeline everything is a typed, frozen object.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+
+SCHEMA_VERSION = 1
+ALERT_SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+_MIN_TS = datetime(2000, 1, 1, tzinfo=UTC)
+_MAX_TS = datetime(2100, 1, 1, tzinfo=UTC)
+_RFC3339 = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
+)
+
+Channel = Literal["card_present", "card_not_present"]
+Severity = Literal["low", "medium", "high", "critical"]
+AlertStatus = Literal["open", "investigating", "confirmed_fraud", "false_positive", "dismissed"]
+
+
+def _rfc3339(value: Any) -> Any:
+    # pydantic also accepts unix seconds and other ISO 8601 shapes; the contract says RFC 3339.
+    # The field is lax (a before-validator hands pydantic a Python str, which strict mode
+    # would refuse), so every non-RFC-3339 input must be refused here.
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        raise ValueError(
+            "must be an RFC 3339 timestamp with a UTC offset, e.g. 2026-01-31T12:00:00Z"
+        )
+    return value
+
+
+Id64 = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Timestamp = Annotated[AwareDatetime, Field(strict=False), BeforeValidator(_rfc3339)]
+
+
+class Transaction(BaseModel):
+    """A card authorization as it arrives on ``payment-transactions`` (schema v1)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    transaction_id: Id64
+    timestamp: Timestamp
+    card_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
+    account_id: Id64
+    amount: Annotated[float, Field(gt=0, le=1_000_000_000, allow_inf_nan=False)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    merchant_id: Id64
+    merchant_name: Annotated[str, StringConstraints(max_length=200)]
+    merchant_category: Annotated[str, StringConstraints(pattern=r"^[0-9]{4}$")]
+    channel: Channel
+    latitude: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    longitude: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+    country: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The wire form (what the producer sends)."""
+        d = self.model_dump()
+        d["timestamp"] = format_ts(self.timestamp)
+        return d
+
+
+def format_ts(ts: datetime) -> str:
+    """RFC 3339 in UTC with millisecond precision and a ``Z`` suffix."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class InvalidTransaction(ValueError):
+    """A message that is not a valid v1 transaction; ``reason`` is a stable code for the DLQ."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _describe(exc: ValidationError) -> tuple[str, str]:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        msg = first["msg"]
+        if "unicode" in msg or "utf-8" in msg.lower():
+            return "invalid_encoding", msg
+        return "invalid_json", msg
+    if first["type"] == "model_type" and not first["loc"]:
+        return "not_an_object", "the message must be a JSON object"
+    parts = []
+    for e in errors[:5]:
+        loc = ".".join(str(p) for p in e["loc"]) or "(message)"
+        parts.append(f"{loc}: {e['msg']}")
+    more = f" (+{len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "invalid_transaction", "; ".join(parts) + more
+
+
+def parse_transaction(raw: bytes | None) -> Transaction:
+    """Validate one Kafka message value as a v1 transaction.
+
+    Raises:
+        InvalidTransaction: with a reason code (``oversized``, ``empty``, ``invalid_encoding``,
+            ``invalid_json``, ``not_an_object``, ``invalid_transaction``, ``luhn``,
+            ``timestamp_out_of_range``) and a human-readable detail.
+    """
+    if raw is None or len(raw) == 0:
+        raise InvalidTransaction("empty", "the message has no value")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidTransaction(
+            "oversized", f"{len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES} bytes"
+        )
+    try:
+        txn = Transaction.model_validate_json(raw)
+    except ValidationError as exc:
+        reason, detail = _describe(exc)
+        raise InvalidTransaction(reason, detail) from None
+    if not (_MIN_TS <= txn.timestamp < _MAX_TS):
+        raise InvalidTransaction(
+            "timestamp_out_of_range", f"timestamp {txn.timestamp} is outside 2000-2100"
+        )
+    from fraudwatch.cards import luhn_valid
+
+    if not luhn_valid(txn.card_number):
+        raise InvalidTransaction("luhn", "card_number fails the Luhn check")
+    return txn
+
+
+@dataclass(frozen=True, slots=True)
+class CardEvent:
+    """A validated transaction inside the pipeline: the PAN replaced by token + masked form.
+
+    ``ts`` is the event time in epoch milliseconds (cheap to compare and store).
+    ``source_ts`` is the input record's Kafka timestamp (ms), ``partition``/``offset`` its origin.
+    """
+
+    transaction_id: str
+    ts: int
+    card_token: str
+    card_masked: str
+    account_id: str
+    amount: float
+    currency: str
+    merchant_id: str
+    merchant_name: str
+    merchant_category: str
+    channel: str
+    latitude: float
+    longitude: float
+    country: str
+    source_ts: int = 0
+    partition: int = -1
+    offset: int = -1
+
+    @property
+    def card_present(self) -> bool:
+        return self.channel == "card_present"
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """Why one rule fired, in a sentence with the numbers."""
+
+    rule: str
+    score: float
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert per flagged transaction, merging every rule that fired."""
+
+    alert_id: str
+    event: CardEvent
+    score: float
+    severity: str
+    reasons: tuple[Reason, ...]
+    evidence: tuple[str, ...]
+    ruleset_version: str
+    detected_at: int  # epoch ms, wall clock when the dataflow raised it
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The value written to ``fraud-alerts`` (and, with ``_id``, to MongoDB)."""
+        e = self.event
+        return {
+            "alert_id": self.alert_id,
+            "schema_version": ALERT_SCHEMA_VERSION,
+            "transaction_id": e.transaction_id,
+            "card_token": e.card_token,
+            "card_masked": e.card_masked,
+            "account_id": e.account_id,
+            "timestamp": format_ts(datetime.fromtimestamp(e.ts / 1000, UTC)),
+            "detected_at": format_ts(datetime.fromtimestamp(self.detected_at / 1000, UTC)),
+            "amount": e.amount,
+            "currency": e.currency,
+            "merchant_id": e.merchant_id,
+            "merchant_name": e.merchant_name,
+            "merchant_category": e.merchant_category,
+            "channel": e.channel,
+            "country": e.country,
+            "latitude": e.latitude,
+            "longitude": e.longitude,
+            "score": self.score,
+            "severity": self.severity,
+            "reasons": [
+                {"rule": r.rule, "score": r.score, "detail": r.detail} for r in self.reasons
+            ],
+            "evidence": list(self.evidence),
+            "ruleset_version": self.ruleset_version,
+            "source_ts": e.source_ts,
+            "status": "open",
+        }
+
+    def to_mongo_doc(self) -> dict[str, Any]:
+        """The MongoDB document: ``_id`` = alert id, times as BSON dates, rule names indexed."""
+        doc = self.to_json_dict()
+        doc["_id"] = doc.pop("alert_id")
+        doc["timestamp"] = datetime.fromtimestamp(self.event.ts / 1000, UTC)
+        doc["detected_at"] = datetime.fromtimestamp(self.detected_at / 1000, UTC)
+        doc["rules"] = [r.rule for r in self.reasons]
+        doc["card_last4"] = self.event.card_masked[-4:]
+        return doc
+
+
+def alert_id_for(card_token: str, transaction_id: str) -> str:
+    """Deterministic alert id: the same card and transaction always give the same id."""
+    digest = hashlib.sha256(f"{card_token}\x1f{transaction_id}".encode()).hexdigest()
+    return digest[:24]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """The envelope written to the dead-letter topic for a message that is not a transaction."""
+
+    reason: str
+    detail: str
+    topic: str
+    partition: int
+    offset: int
+    kafka_timestamp: int | None
+    value: bytes | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        value = self.value or b""
+        kept = value[:MAX_MESSAGE_BYTES]
+        return {
+            "reason": self.reason,
+            "detail": self.detail,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "kafka_timestamp": self.kafka_timestamp,
+            "value_b64": base64.b64encode(kept).decode(),
+            "value_length": len(value),
+            "value_truncated": len(value) > len(kept),
+            "value_sha256": hashlib.sha256(value).hexdigest(),
+        }

@@ -1,0 +1,1 @@
+"""fraudwatch producer (see docs/architecture.md)."""

@@ -1,0 +1,103 @@
+import json
+
+import pytest
+
+from fraudwatch.contract import (
+    MAX_MESSAGE_BYTES,
+    DeadLetter,
+    InvalidTransaction,
+    alert_id_for,
+    parse_transaction,
+)
+from tests.factories import make_pan, make_txn, txn_bytes
+
+
+def test_a_valid_transaction_parses_with_an_aware_timestamp() -> None:
+    txn = parse_transaction(txn_bytes(extra_field="ignored"))
+    assert txn.amount == 42.5
+    assert txn.timestamp.utcoffset() is not None
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"", "empty"),
+        (None, "empty"),
+        (b"{not json", "invalid_json"),
+        (b'{"transaction_id": "\xff"}', "invalid_encoding"),
+        (b"null", "not_an_object"),
+        (b"[1, 2]", "not_an_object"),
+        (b"x" * (MAX_MESSAGE_BYTES + 1), "oversized"),
+        (txn_bytes(amount=-1), "invalid_transaction"),
+        (txn_bytes(amount=0), "invalid_transaction"),
+        (txn_bytes(amount=1_000_000_001), "invalid_transaction"),
+        (txn_bytes(amount="12.0"), "invalid_transaction"),
+        (txn_bytes(amount=True), "invalid_transaction"),
+        (txn_bytes().replace(b"42.5", b"NaN"), "invalid_transaction"),
+        (txn_bytes().replace(b"42.5", b"Infinity"), "invalid_transaction"),
+        (txn_bytes().replace(b"42.5", b"1e999"), "invalid_transaction"),
+        (txn_bytes(timestamp="2026-11-25T10:00:00"), "invalid_transaction"),
+        (txn_bytes(timestamp="1764000000"), "invalid_transaction"),
+        (txn_bytes(timestamp="yesterday"), "invalid_transaction"),
+        (txn_bytes(timestamp="1999-12-31T23:59:59Z"), "timestamp_out_of_range"),
+        (txn_bytes(timestamp="2100-01-01T00:00:00Z"), "timestamp_out_of_range"),
+        (txn_bytes(card_number="4111111111111112"), "luhn"),
+        (txn_bytes(card_number="41111111111"), "invalid_transaction"),
+        (txn_bytes(card_number=4111111111111111), "invalid_transaction"),
+        (txn_bytes(currency="eur"), "invalid_transaction"),
+        (txn_bytes(merchant_category="541"), "invalid_transaction"),
+        (txn_bytes(channel="atm"), "invalid_transaction"),
+        (txn_bytes(latitude=91), "invalid_transaction"),
+        (txn_bytes(longitude=-181), "invalid_transaction"),
+        (txn_bytes(country="DEU"), "invalid_transaction"),
+        (txn_bytes(transaction_id=""), "invalid_transaction"),
+        (txn_bytes(transaction_id="x" * 65), "invalid_transaction"),
+        (txn_bytes(merchant_name="m" * 201), "invalid_transaction"),
+    ],
+)
+def test_invalid_messages_are_rejected_with_a_reason(raw: bytes | None, reason: str) -> None:
+    with pytest.raises(InvalidTransaction) as err:
+        parse_transaction(raw)
+    assert err.value.reason == reason
+    assert err.value.detail
+
+
+def test_missing_fields_are_all_named_in_the_detail() -> None:
+    txn = make_txn()
+    del txn["amount"], txn["country"]
+    with pytest.raises(InvalidTransaction) as err:
+        parse_transaction(json.dumps(txn).encode())
+    assert "amount" in err.value.detail
+    assert "country" in err.value.detail
+
+
+def test_a_rejection_detail_never_echoes_the_card_number() -> None:
+    pan = make_pan(5)
+    with pytest.raises(InvalidTransaction) as err:
+        parse_transaction(txn_bytes(card_number=pan, amount=-5))
+    assert pan not in str(err.value)
+
+
+def test_alert_id_is_deterministic_per_card_and_transaction() -> None:
+    assert alert_id_for("tok", "tx-1") == alert_id_for("tok", "tx-1")
+    assert alert_id_for("tok", "tx-1") != alert_id_for("tok", "tx-2")
+    assert alert_id_for("tok", "tx-1") != alert_id_for("tok2", "tx-1")
+
+
+def test_dead_letter_envelope_truncates_the_value_but_hashes_all_of_it() -> None:
+    value = b"a" * (MAX_MESSAGE_BYTES + 10)
+    env = DeadLetter("oversized", "too big", "t", 0, 7, 123, value).to_json_dict()
+    assert env["value_length"] == MAX_MESSAGE_BYTES + 10
+    assert env["value_truncated"] is True
+    assert len(env["value_b64"]) == len(__import__("base64").b64encode(b"a" * MAX_MESSAGE_BYTES))
+    assert set(env) >= {
+        "reason",
+        "detail",
+        "topic",
+        "partition",
+        "offset",
+        "kafka_timestamp",
+        "value_b64",
+        "value_length",
+        "value_sha256",
+    }

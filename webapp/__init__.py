@@ -1,0 +1,1 @@
+"""fraudwatch webapp (see docs/architecture.md)."""
