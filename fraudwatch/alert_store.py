@@ -58,10 +58,18 @@ DISPOSITION_INDEXES: list[IndexModel] = [
 
 
 def ensure_indexes(db: Database[Doc]) -> None:
-    """Create every index the console and the sink rely on (idempotent)."""
-    db[ALERTS].create_indexes(ALERT_INDEXES)
-    db[ALERT_STATS].create_indexes(STATS_INDEXES)
-    db[DISPOSITIONS].create_indexes(DISPOSITION_INDEXES)
+    """Create every index the console and the sink rely on (idempotent).
+
+    One index per command: FerretDB v1.24 drops the connection (a server-side panic) when a
+    single createIndexes command repeats several indexes that already exist.
+    """
+    for coll, models in (
+        (ALERTS, ALERT_INDEXES),
+        (ALERT_STATS, STATS_INDEXES),
+        (DISPOSITIONS, DISPOSITION_INDEXES),
+    ):
+        for model in models:
+            db[coll].create_indexes([model])
 
 
 def alert_upserts(docs: Iterable[Doc]) -> list[UpdateOne]:

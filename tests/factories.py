@@ -39,3 +39,27 @@ def make_txn(**overrides: Any) -> dict[str, Any]:
 
 def txn_bytes(**overrides: Any) -> bytes:
     return json.dumps(make_txn(**overrides)).encode()
+
+
+def make_event(**overrides: Any) -> Any:
+    """A ``CardEvent`` (already tokenised) for rule tests; ``ts`` in epoch ms."""
+    from fraudwatch.contract import CardEvent
+
+    fields: dict[str, Any] = {
+        "transaction_id": "tx-1",
+        "ts": 1_764_064_800_000,  # 2025-11-25T10:00:00Z
+        "card_token": "tok-1",
+        "card_masked": "411111******1111",
+        "account_id": "acct-1",
+        "amount": 40.0,
+        "currency": "EUR",
+        "merchant_id": "m-1",
+        "merchant_name": "Corner Shop",
+        "merchant_category": "5411",
+        "channel": "card_present",
+        "latitude": 52.52,
+        "longitude": 13.405,
+        "country": "DE",
+    }
+    fields.update(overrides)
+    return CardEvent(**fields)

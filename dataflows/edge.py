@@ -1,0 +1,70 @@
+"""The first step: validate the raw message, then replace the PAN by token + masked form.
+
+Everything downstream of ``Edge.to_event`` is PAN-free: the returned ``CardEvent`` has no
+card number, and a ``DeadLetter`` only goes to the dead-letter topic (which may hold the
+original bytes, like the input topic).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dataflows.kafka_io import RawRecord
+from fraudwatch.cards import CardTokenizer, mask_pan
+from fraudwatch.contract import CardEvent, DeadLetter, InvalidTransaction, parse_transaction
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class Edge:
+    """Validation and card-data hygiene, configured once per process."""
+
+    def __init__(self, tokenizer: CardTokenizer, currencies: set[str]) -> None:
+        self._tokenizer = tokenizer
+        self._currencies = frozenset(currencies)
+
+    def to_event(self, rec: RawRecord) -> CardEvent | DeadLetter:
+        """A valid transaction as a ``CardEvent``, anything else as a ``DeadLetter``."""
+        try:
+            txn = parse_transaction(rec.value)
+        except InvalidTransaction as exc:
+            return self._dead(rec, exc.reason, exc.detail)
+        if txn.currency not in self._currencies:
+            return self._dead(
+                rec,
+                "unsupported_currency",
+                f"currency {txn.currency} has no rate in the rule set's [currency.rates]",
+            )
+        pan = txn.card_number
+        return CardEvent(
+            transaction_id=txn.transaction_id,
+            ts=(txn.timestamp - _EPOCH) // _MS,
+            card_token=self._tokenizer.token(pan),
+            card_masked=mask_pan(pan),
+            account_id=txn.account_id,
+            amount=txn.amount,
+            currency=txn.currency,
+            merchant_id=txn.merchant_id,
+            merchant_name=txn.merchant_name,
+            merchant_category=txn.merchant_category,
+            channel=txn.channel,
+            latitude=txn.latitude,
+            longitude=txn.longitude,
+            country=txn.country,
+            source_ts=rec.timestamp or 0,
+            partition=rec.partition,
+            offset=rec.offset,
+        )
+
+    @staticmethod
+    def _dead(rec: RawRecord, reason: str, detail: str) -> DeadLetter:
+        return DeadLetter(
+            reason=reason,
+            detail=detail,
+            topic=rec.topic,
+            partition=rec.partition,
+            offset=rec.offset,
+            kafka_timestamp=rec.timestamp,
+            value=rec.value,
+        )

@@ -1,0 +1,283 @@
+"""Kafka edges of the dataflow: a partitioned source and a sink that fail loudly.
+
+Bytewax's own ``KafkaSource``/``KafkaSink`` are close to what we need, but: the sink ignores
+delivery reports and flushes without a timeout (a dead broker hangs it or loses alerts), the
+source lists partitions without a timeout, busy-polls and silently resets to the beginning
+when its offset was deleted by retention. These adapters fix exactly that and nothing else:
+
+- every broker call at start-up and every flush has a timeout;
+- a delivery failure stops the dataflow with a clear message (at-least-once: the epoch is
+  not committed, so a restart re-sends it);
+- an input partition that has not been able to reach any broker for ``broker_timeout_s``
+  stops the dataflow;
+- an input offset that no longer exists is an error (``auto.offset.reset=error``), never a
+  silent skip;
+- ``stop_at_end`` ends each partition at the end of the topic (backtests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+_log = logging.getLogger(__name__)
+
+
+class KafkaUnavailable(RuntimeError):
+    """Kafka could not be reached or refused a write; the dataflow must stop (non-zero)."""
+
+
+class RawRecord(NamedTuple):
+    """One input message as it came off the topic (the value may hold a PAN)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None  # Kafka timestamp, epoch ms
+    value: bytes | None
+
+
+def list_partitions(
+    bootstrap: str, topic: str, extra: dict[str, Any], timeout_s: float
+) -> list[int]:
+    """Partition ids of ``topic``; a clear error when the broker or the topic is missing."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, **extra})
+    try:
+        md = admin.list_topics(topic, timeout=timeout_s)
+    except Exception as exc:
+        raise KafkaUnavailable(
+            f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s ({exc}); is the stack "
+            "up? run `make up`, or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    tmd = md.topics.get(topic)
+    if tmd is None or tmd.error is not None:
+        why = tmd.error.str() if tmd is not None and tmd.error is not None else "unknown topic"
+        raise KafkaUnavailable(
+            f"topic {topic!r} is not available on {bootstrap} ({why}); `make up` creates the "
+            "project's topics (auto-create is off on purpose)"
+        )
+    return sorted(tmd.partitions)
+
+
+class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topic: str,
+        partition: int,
+        resume_offset: int | None,
+        batch_size: int,
+        broker_timeout_s: float,
+    ) -> None:
+        self._topic = topic
+        self._partition = partition
+        self._batch_size = batch_size
+        self._broker_timeout_s = broker_timeout_s
+        self._last_broker_up = time.monotonic()
+        self._next_awake: datetime | None = None
+        self._eof = False
+        config = {**config, "stats_cb": self._on_stats, "error_cb": self._on_error}
+        self._consumer = Consumer(config)
+        start = OFFSET_BEGINNING if resume_offset is None else resume_offset
+        self._offset = start
+        self._consumer.assign([TopicPartition(topic, partition, start)])
+
+    def _on_stats(self, stats_json: str) -> None:
+        brokers = json.loads(stats_json).get("brokers", {})
+        if any(b.get("state") == "UP" and b.get("nodeid", -1) >= 0 for b in brokers.values()):
+            self._last_broker_up = time.monotonic()
+
+    def _on_error(self, err: KafkaError) -> None:
+        _log.warning(
+            "kafka consumer error", extra={"partition": self._partition, "error": str(err)}
+        )
+
+    def next_batch(self) -> list[RawRecord]:
+        if self._eof:
+            raise StopIteration
+        msgs = self._consumer.consume(self._batch_size, 0)
+        batch: list[RawRecord] = []
+        for msg in msgs:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    self._eof = True
+                    break
+                if err.code() == KafkaError._AUTO_OFFSET_RESET:
+                    raise KafkaUnavailable(
+                        f"offset {self._offset} of {self._topic}[{self._partition}] no longer "
+                        "exists (deleted by retention?); refusing to skip data silently. "
+                        "Resume from a known offset or clear the recovery store deliberately."
+                    )
+                if err.fatal() or not err.retriable():
+                    raise KafkaUnavailable(
+                        f"consuming {self._topic}[{self._partition}] failed: {err}"
+                    )
+                continue
+            ts_type, ts = msg.timestamp()
+            batch.append(
+                RawRecord(
+                    self._topic,
+                    self._partition,
+                    int(msg.offset() or 0),
+                    ts if ts_type != 0 else None,
+                    msg.value(),
+                )
+            )
+        if batch:
+            self._offset = batch[-1].offset + 1
+            self._next_awake = None
+            self._last_broker_up = time.monotonic()
+        else:
+            # Nothing new: do not spin; poll this partition again shortly.
+            self._next_awake = datetime.now(UTC) + timedelta(milliseconds=20)
+            down_for = time.monotonic() - self._last_broker_up
+            if down_for > self._broker_timeout_s:
+                raise KafkaUnavailable(
+                    f"no Kafka broker reachable for {down_for:.0f}s while reading "
+                    f"{self._topic}[{self._partition}] (limit FRAUD_BROKER_TIMEOUT_S="
+                    f"{self._broker_timeout_s:g}); stopping so that a supervisor restarts us"
+                )
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._next_awake
+
+    def snapshot(self) -> int:
+        return self._offset
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class TransactionSource(FixedPartitionedSource[RawRecord, int]):
+    """All partitions of one topic; the offset of each is Bytewax-recovery state."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        extra_config: dict[str, Any] | None = None,
+        batch_size: int = 2000,
+        stop_at_end: bool = False,
+        broker_timeout_s: float = 60.0,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._extra = dict(extra_config or {})
+        self._batch_size = batch_size
+        self._stop_at_end = stop_at_end
+        self._broker_timeout_s = broker_timeout_s
+
+    def list_parts(self) -> list[str]:
+        parts = list_partitions(self._bootstrap, self._topic, self._extra, timeout_s=30)
+        return [f"{p}-{self._topic}" for p in parts]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _SourcePartition:
+        idx, _, topic = for_part.partition("-")
+        config = {
+            "bootstrap.servers": self._bootstrap,
+            "group.id": "fraudwatch-bytewax",  # offsets live in Bytewax recovery, not here
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "error",
+            "enable.partition.eof": self._stop_at_end,
+            "statistics.interval.ms": 1000,
+            "fetch.wait.max.ms": 50,
+            "queued.max.messages.kbytes": 65536,
+            **self._extra,
+        }
+        return _SourcePartition(
+            config, topic, int(idx), resume_state, self._batch_size, self._broker_timeout_s
+        )
+
+
+class OutMessage(NamedTuple):
+    """One message for a Kafka sink."""
+
+    key: bytes | None
+    value: bytes
+
+
+class _SinkPartition(StatelessSinkPartition[OutMessage]):
+    def __init__(
+        self, producer: Producer, topic: str, flush_timeout_s: float, on_retry: Callable[[], None]
+    ) -> None:
+        self._producer = producer
+        self._topic = topic
+        self._flush_timeout_s = flush_timeout_s
+        self._errors: list[str] = []
+        self._on_retry = on_retry
+
+    def _delivered(self, err: KafkaError | None, _msg: Any) -> None:
+        if err is not None:
+            self._errors.append(str(err))
+
+    def write_batch(self, items: list[OutMessage]) -> None:
+        produce = self._producer.produce
+        for m in items:
+            while True:
+                try:
+                    produce(self._topic, m.value, m.key, on_delivery=self._delivered)
+                    break
+                except BufferError:
+                    # Local queue full: let librdkafka drain, then retry this message.
+                    self._on_retry()
+                    self._producer.poll(0.05)
+        # The batch must be durable before Bytewax may close the epoch (at-least-once).
+        remaining = self._producer.flush(self._flush_timeout_s)
+        if remaining:
+            raise KafkaUnavailable(
+                f"{remaining} message(s) to {self._topic!r} were not delivered within "
+                f"{self._flush_timeout_s:g}s (FRAUD_FLUSH_TIMEOUT_S); is Kafka up?"
+            )
+        if self._errors:
+            first, count = self._errors[0], len(self._errors)
+            self._errors.clear()
+            raise KafkaUnavailable(f"{count} message(s) to {self._topic!r} failed: {first}")
+
+    def close(self) -> None:
+        self._producer.flush(self._flush_timeout_s)
+
+
+class CheckedKafkaSink(DynamicSink[OutMessage]):
+    """A Kafka sink that checks every delivery report and bounds every flush."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        extra_config: dict[str, Any] | None = None,
+        flush_timeout_s: float = 30.0,
+        on_retry: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._extra = dict(extra_config or {})
+        self._flush_timeout_s = flush_timeout_s
+        self._on_retry = on_retry
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _SinkPartition:
+        list_partitions(self._bootstrap, self._topic, self._extra, timeout_s=30)
+        producer = Producer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "compression.type": "lz4",
+                "linger.ms": 2,
+                # librdkafka retries internally within this bound, then reports failure.
+                "message.timeout.ms": int(self._flush_timeout_s * 1000),
+                **self._extra,
+            }
+        )
+        return _SinkPartition(producer, self._topic, self._flush_timeout_s, self._on_retry)

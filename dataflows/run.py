@@ -1,0 +1,85 @@
+"""``python -m dataflows.run``: the dataflow with Bytewax recovery, as `make run` starts it.
+
+Initialises the recovery partitions once (``RECOVERY_PARTITIONS``, enough for the most workers
+we support), then replaces itself with ``python -m bytewax.run dataflows.fraud -r DIR -s S -b B``
+plus any scaling flags given after ``--`` (``-w 2``, or ``-i 0 -a "host1:2101;host2:2101"``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+# Recovery partitions are fixed when the store is created; workers map onto them, so this
+# bounds how many workers (threads x processes) can share one store.
+RECOVERY_PARTITIONS = 4
+
+
+def ensure_recovery_store(path: Path, partitions: int = RECOVERY_PARTITIONS) -> bool:
+    """Create the recovery store once. Returns True when it was created now."""
+    if path.exists() and any(path.glob("part-*.sqlite3")):
+        return False
+    from bytewax.recovery import init_db_dir
+
+    path.mkdir(parents=True, exist_ok=True)
+    init_db_dir(path, partitions)  # type: ignore[no-untyped-call]
+    return True
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.option(
+    "--recovery-dir",
+    type=click.Path(path_type=Path),
+    default=Path("recovery"),
+    show_default=True,
+    help="Bytewax recovery store (created on first use).",
+)
+@click.option(
+    "--snapshot-interval",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between state snapshots; a crash replays at most about this much.",
+)
+@click.option(
+    "--backup-interval",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Seconds to keep older snapshots (for external backups of the store).",
+)
+@click.argument("bytewax_args", nargs=-1, type=click.UNPROCESSED)
+def main(
+    recovery_dir: Path,
+    snapshot_interval: float,
+    backup_interval: float,
+    bytewax_args: tuple[str, ...],
+) -> None:
+    """Run dataflows.fraud with recovery on."""
+    created = ensure_recovery_store(recovery_dir)
+    if created:
+        print(
+            f"initialised {RECOVERY_PARTITIONS} recovery partitions in {recovery_dir}",
+            file=sys.stderr,
+        )
+    argv = [
+        sys.executable,
+        "-m",
+        "bytewax.run",
+        "dataflows.fraud",
+        "-r",
+        str(recovery_dir),
+        "-s",
+        str(snapshot_interval),
+        "-b",
+        str(backup_interval),
+        *bytewax_args,
+    ]
+    os.execv(sys.executable, argv)  # noqa: S606 - replace ourselves: signals go straight to Bytewax
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The Bytewax flow with TestingSource/TestingSink: wiring, dead letters, stats, recovery."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from dataflows.backtest import run_backtest
+from dataflows.fraud import STEP_IDS, Sinks, build_flow
+from dataflows.kafka_io import RawRecord
+from dataflows.ruleset import load_ruleset
+from dataflows.settings import DataflowSettings
+from fraudwatch.cards import contains_pan
+from tests.factories import make_pan, make_txn
+
+KEY = "test-token-key"
+BAD = [
+    b"{broken",
+    b"\xff\xfe",
+    b"null",
+    b"[]",
+    json.dumps(make_txn(amount=-1)).encode(),
+    json.dumps(make_txn(timestamp="2026-11-25T10:00:00")).encode(),
+    json.dumps(make_txn(currency="XXX")).encode(),
+]
+
+
+def traffic(cards: int = 12, per_card: int = 12) -> list[bytes]:
+    """Valid transactions with bursts and spikes (so rules fire), cards interleaved."""
+    out = []
+    for i in range(per_card):
+        for c in range(cards):
+            amount = 1.0 if (c % 3 == 0 and i < 4) else 25.0 + c
+            if c % 4 == 1 and i == per_card - 1:
+                amount = 9000.0
+            ts = 1_764_064_800 + i * 90 + c
+            out.append(
+                json.dumps(
+                    make_txn(
+                        transaction_id=f"c{c}-t{i}",
+                        timestamp=f"2025-11-25T{10 + ts // 3600 % 24 - 10:02d}:"
+                        f"{ts // 60 % 60:02d}:{ts % 60:02d}Z",
+                        card_number=make_pan(c),
+                        account_id=f"acct-{c}",
+                        amount=amount,
+                    )
+                ).encode()
+            )
+    return out
+
+
+def records(values: list[bytes]) -> list[RawRecord]:
+    return [RawRecord("in", 0, i, 1_000 + i, v) for i, v in enumerate(values)]
+
+
+def settings(**kw) -> DataflowSettings:
+    return DataflowSettings(fraud_token_key=KEY, **kw)
+
+
+def run_flow(recs, **kw):
+    outs: dict[str, list] = {k: [] for k in ("ak", "am", "sm", "dlq")}
+    sinks = Sinks(*(TestingSink(outs[k]) for k in ("ak", "am", "sm", "dlq")))
+    run_main(build_flow(settings(), source=TestingSource(recs, batch_size=7), sinks=sinks), **kw)
+    return outs
+
+
+def oracle(values: list[bytes]) -> dict[str, dict]:
+    dead: Counter[str] = Counter()
+    return {
+        o.alert.alert_id: o.alert.to_json_dict()
+        for o in run_backtest(values, load_ruleset(), KEY, dead)
+        if o.alert
+    }
+
+
+def comparable(alert: dict) -> tuple:
+    return (alert["score"], alert["severity"], json.dumps(alert["reasons"]), alert["evidence"])
+
+
+def test_step_ids_are_pinned_because_renaming_one_drops_its_recovery_state() -> None:
+    sinks = Sinks(*(TestingSink([]) for _ in range(4)))
+    flow = build_flow(settings(), source=TestingSource([]), sinks=sinks)
+    assert [s.step_id for s in flow.substeps] == [
+        f"fraudwatch.{step}"
+        for step in (
+            "transactions_in",
+            "validate",
+            "split_valid",
+            "dead_letters",
+            "dlq_out",
+            "key_by_card",
+            "card_rules",
+            "outcomes",
+            "alerts",
+            "alert_json",
+            "alerts_kafka_out",
+            "alert_docs",
+            "alerts_mongo_out",
+            "stats_by_batch",
+            "minute_stats",
+            "stats_docs",
+            "stats_mongo_out",
+        )
+    ]
+    assert len(STEP_IDS) == len(set(STEP_IDS)) == len(flow.substeps)
+
+
+def test_alerts_equal_the_backtest_oracle_and_bad_input_is_dead_lettered_once() -> None:
+    values = traffic()
+    mixed = values[:30] + BAD + values[30:]
+    outs = run_flow(records(mixed))
+    expected = oracle(mixed)
+    assert expected, "the traffic must make some rules fire"
+    got_kafka = {json.loads(m.value)["alert_id"]: json.loads(m.value) for m in outs["ak"]}
+    got_mongo = {d["_id"]: d for d in outs["am"]}
+    assert set(got_kafka) == set(expected) == set(got_mongo)
+    for aid, a in expected.items():
+        assert comparable(got_kafka[aid]) == comparable(a)
+    dead = [json.loads(m.value) for m in outs["dlq"]]
+    assert sorted(base64.b64decode(d["value_b64"]) for d in dead) == sorted(BAD)
+    assert Counter(d["reason"] for d in dead) == Counter(
+        {
+            "invalid_json": 1,
+            "invalid_encoding": 1,
+            "not_an_object": 2,
+            "invalid_transaction": 2,
+            "unsupported_currency": 1,
+        }
+    )
+    assert all(d["offset"] in range(30, 30 + len(BAD)) for d in dead)
+
+
+def test_no_card_number_reaches_alerts_or_stats() -> None:
+    outs = run_flow(records(traffic()))
+    assert outs["ak"]
+    for m in outs["ak"]:
+        assert not contains_pan(m.value.decode())
+    for d in outs["am"] + outs["sm"]:
+        assert not contains_pan(json.dumps(d, default=str))
+
+
+def test_kafka_alert_key_is_the_card_token_and_mongo_id_the_alert_id() -> None:
+    outs = run_flow(records(traffic()))
+    for m in outs["ak"]:
+        a = json.loads(m.value)
+        assert m.key.decode() == a["card_token"]
+        assert a["status"] == "open"
+        assert a["card_masked"].startswith("411111")
+        assert a["card_masked"].count("*") == 6
+
+
+def test_minute_stats_count_every_transaction_and_alert_once() -> None:
+    values = traffic()
+    outs = run_flow(records(values))
+    latest: dict[str, dict] = {}
+    for d in outs["sm"]:
+        latest[d["_id"]] = d  # later writes of a minute carry its complete counts
+    assert sum(d["transactions"] for d in latest.values()) == len(values)
+    assert sum(d["alerts"] for d in latest.values()) == len(outs["am"])
+    per_rule = Counter(r["rule"] for a in outs["am"] for r in a["reasons"])
+    summed: Counter[str] = Counter()
+    for d in latest.values():
+        summed.update(d["by_rule"])
+    assert summed == per_rule
+
+
+def test_abort_and_resume_with_recovery_gives_the_uninterrupted_alert_set(tmp_path: Path) -> None:
+    values = traffic(cards=10, per_card=14)
+    recs = records(values)
+    expected = {d["_id"] for d in run_flow(recs)["am"]}
+    init_db_dir(tmp_path, 1)
+    rc = RecoveryConfig(str(tmp_path))
+    cut = len(recs) // 2
+    # One list for both executions: the ABORT marker fires once, the resume skips it.
+    inp = [*recs[:cut], TestingSource.ABORT(), *recs[cut:]]
+    first = run_flow(inp, epoch_interval=timedelta(0), recovery_config=rc)
+    second = run_flow(inp, epoch_interval=timedelta(0), recovery_config=rc)
+    got = {d["_id"] for d in first["am"]} | {d["_id"] for d in second["am"]}
+    assert second["am"], "the resumed run must process the second half"
+    assert got == expected
+
+
+@pytest.mark.parametrize("bad", BAD)
+def test_every_kind_of_bad_input_leaves_the_flow_running(bad: bytes) -> None:
+    values = traffic(cards=3, per_card=8)
+    outs = run_flow(records([bad, *values]))
+    assert len(outs["dlq"]) == 1
+    assert sum(d["transactions"] for d in {x["_id"]: x for x in outs["sm"]}.values()) == len(values)
