@@ -1,7 +1,8 @@
 """MongoDB sinks: idempotent bulk upserts with a bounded retry, then a loud failure.
 
-Alerts are inserted with ``$setOnInsert`` upserts keyed by the deterministic alert id, so a
-replay after a crash neither duplicates an alert nor undoes an analyst's disposition. Stats
+Alerts are inserted, never updated, keyed by the deterministic alert id (a duplicate ``_id``
+means "already written"), so a replay after a crash neither duplicates an alert nor undoes an
+analyst's disposition. Stats
 documents are rewritten with the complete counts of their minute (``$set``), so replays do not
 inflate them. A transient outage is retried with backoff for a bounded time; after that the
 dataflow stops with a non-zero exit instead of dropping alerts.
@@ -19,7 +20,14 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, ConnectionFailure, PyMongoError
 
-from fraudwatch.alert_store import ALERT_STATS, ALERTS, Doc, ensure_indexes, stats_upserts
+from fraudwatch.alert_store import (
+    ALERT_STATS,
+    ALERTS,
+    Doc,
+    ensure_indexes,
+    write_alerts,
+    write_stats,
+)
 
 _log = logging.getLogger(__name__)
 _TRANSIENT = (AutoReconnect, ConnectionFailure)
@@ -52,13 +60,13 @@ class _MongoPartition(StatelessSinkPartition[Doc]):
     def __init__(
         self,
         coll: Collection[Doc],
-        to_ops: Callable[[list[Doc]], list[Any]],
+        write: Callable[[Collection[Doc], list[Doc]], Any],
         attempts: int,
         timeout_s: float,
         on_retry: Callable[[], None],
     ) -> None:
         self._coll = coll
-        self._to_ops = to_ops
+        self._write = write
         self._attempts = attempts
         self._timeout_s = timeout_s
         self._on_retry = on_retry
@@ -66,7 +74,6 @@ class _MongoPartition(StatelessSinkPartition[Doc]):
     def write_batch(self, items: list[Doc]) -> None:
         if not items:
             return
-        ops = self._to_ops(items)
         try:
             for attempt in stamina.retry_context(
                 on=_TRANSIENT, attempts=self._attempts, timeout=self._timeout_s, wait_max=10.0
@@ -78,7 +85,7 @@ class _MongoPartition(StatelessSinkPartition[Doc]):
                             "retrying MongoDB write",
                             extra={"collection": self._coll.name, "attempt": attempt.num},
                         )
-                    self._coll.bulk_write(ops, ordered=False)
+                    self._write(self._coll, items)
         except _TRANSIENT as exc:
             raise MongoUnavailable(
                 f"writing {len(items)} document(s) to {self._coll.full_name} failed after "
@@ -90,7 +97,7 @@ class _MongoPartition(StatelessSinkPartition[Doc]):
 
 
 class MongoUpsertSink(DynamicSink[Doc]):
-    """Writes alert documents (insert-only) or stats documents (rewrite) in bulk."""
+    """Writes alert documents (insert-only) or stats documents (whole-minute rewrites)."""
 
     def __init__(
         self,
@@ -113,17 +120,15 @@ class MongoUpsertSink(DynamicSink[Doc]):
         self._on_retry = on_retry
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _MongoPartition:
-        from fraudwatch.alert_store import alert_upserts
-
         db = connect(self._uri, self._database, self._timeout_ms)
         if worker_index == 0:
             for attempt in stamina.retry_context(on=_TRANSIENT, attempts=self._attempts):
                 with attempt:
                     ensure_indexes(db)
-        to_ops = alert_upserts if self._collection == ALERTS else stats_upserts
+        write = write_alerts if self._collection == ALERTS else write_stats
         return _MongoPartition(
             db[self._collection],
-            lambda docs: list(to_ops(docs)),
+            write,
             self._attempts,
             self._retry_timeout_s,
             self._on_retry,

@@ -39,23 +39,23 @@ def ensure_recovery_store(path: Path, partitions: int = RECOVERY_PARTITIONS) -> 
 )
 @click.option(
     "--snapshot-interval",
-    type=float,
-    default=5.0,
+    type=click.IntRange(min=1),
+    default=5,
     show_default=True,
     help="Seconds between state snapshots; a crash replays at most about this much.",
 )
 @click.option(
     "--backup-interval",
-    type=float,
-    default=0.0,
+    type=click.IntRange(min=0),
+    default=0,
     show_default=True,
     help="Seconds to keep older snapshots (for external backups of the store).",
 )
 @click.argument("bytewax_args", nargs=-1, type=click.UNPROCESSED)
 def main(
     recovery_dir: Path,
-    snapshot_interval: float,
-    backup_interval: float,
+    snapshot_interval: int,
+    backup_interval: int,
     bytewax_args: tuple[str, ...],
 ) -> None:
     """Run dataflows.fraud with recovery on."""

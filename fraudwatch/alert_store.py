@@ -3,8 +3,12 @@
 Collections (database ``MONGODB_DATABASE``):
 
 - ``alerts``: one document per alert, ``_id`` = the deterministic alert id. The dataflow only
-  ever inserts (``$setOnInsert`` upserts), so a replay after a crash neither duplicates an
-  alert nor undoes an analyst's disposition; ``status`` belongs to the web app after insert.
+  ever inserts (unordered ``insert_many``; a duplicate-key error means "already there" and is
+  success), so a replay after a crash neither duplicates an alert nor undoes an analyst's
+  disposition; ``status`` belongs to the web app after insert. Inserts rather than
+  ``$setOnInsert`` upserts: same semantics on MongoDB, and FerretDB v1 (SQLite) serves
+  inserts through its primary key while an upsert scans the collection (measured: 220 -> 50
+  upserts/s between 500 and 2,000 alerts, versus ~4,000 inserts/s flat at 12,000 alerts).
 - ``alert_stats``: one document per event-time minute, fully rewritten (``$set``) from the
   dataflow's complete counts for that minute, so replays do not inflate it.
 - ``dispositions``: insert-only audit trail written by the web app.
@@ -22,10 +26,12 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 ALERTS = "alerts"
 ALERT_STATS = "alert_stats"
 DISPOSITIONS = "dispositions"
+DUPLICATE_KEY = 11000
 
 Doc = dict[str, Any]
 
@@ -72,11 +78,6 @@ def ensure_indexes(db: Database[Doc]) -> None:
             db[coll].create_indexes([model])
 
 
-def alert_upserts(docs: Iterable[Doc]) -> list[UpdateOne]:
-    """Insert-only upserts: existing alerts (and their analyst-owned status) are never touched."""
-    return [UpdateOne({"_id": d["_id"]}, {"$setOnInsert": d}, upsert=True) for d in docs]
-
-
 def stats_upserts(minutes: Iterable[Doc]) -> list[UpdateOne]:
     """Whole-minute rewrites keyed by the minute: ``$set`` of complete counts, never ``$inc``."""
     ops = []
@@ -87,11 +88,26 @@ def stats_upserts(minutes: Iterable[Doc]) -> list[UpdateOne]:
 
 
 def write_alerts(coll: Collection[Doc], docs: Sequence[Doc]) -> int:
-    """Bulk-write alerts idempotently; returns how many were new."""
+    """Insert alerts that are not there yet; existing ones are left untouched.
+
+    Returns how many were new. Any error other than a duplicate ``_id`` is raised.
+    """
     if not docs:
         return 0
-    result = coll.bulk_write(alert_upserts(docs), ordered=False)
-    return int(result.upserted_count)
+    try:
+        result = coll.insert_many(list(docs), ordered=False)
+    except BulkWriteError as exc:
+        others = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
+        if others or exc.details.get("writeConcernErrors"):
+            raise
+        return int(exc.details.get("nInserted", 0))
+    return len(result.inserted_ids)
+
+
+def write_stats(coll: Collection[Doc], minutes: Sequence[Doc]) -> None:
+    """Rewrite whole minutes of ``alert_stats`` (idempotent)."""
+    if minutes:
+        coll.bulk_write(stats_upserts(minutes), ordered=False)
 
 
 def minute_id(minute: datetime) -> str:

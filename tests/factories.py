@@ -63,3 +63,56 @@ def make_event(**overrides: Any) -> Any:
     }
     fields.update(overrides)
     return CardEvent(**fields)
+
+
+def traffic(cards: int = 12, per_card: int = 12, start: int = 1_764_064_800) -> list[bytes]:
+    """Valid transactions that make rules fire (card testing, spikes, bursts), cards interleaved.
+
+    Every third card starts with tiny charges, every fourth ends with a large one; each card
+    transacts every 90 s, so velocity rules fire too. ``start`` is the first event time (epoch s).
+    """
+    from datetime import UTC, datetime
+
+    from fraudwatch.contract import format_ts
+
+    out = []
+    for i in range(per_card):
+        for c in range(cards):
+            amount = 1.0 if (c % 3 == 0 and i < 4) else 25.0 + c
+            if c % 4 == 1 and i == per_card - 1:
+                amount = 9000.0
+            when = datetime.fromtimestamp(start + i * 90 + c, UTC)
+            txn = make_txn(
+                transaction_id=f"c{c}-t{i}",
+                timestamp=format_ts(when),
+                card_number=make_pan(c),
+                account_id=f"acct-{c}",
+                amount=amount,
+            )
+            out.append(json.dumps(txn).encode())
+    return out
+
+
+TIMESTAMP_FIELDS = frozenset({"source_ts", "kafka_timestamp", "detected_at", "ts"})
+
+
+def find_pans(obj: Any, key: str = "") -> list[str]:
+    """Every 12-19 digit Luhn-valid number inside ``obj`` (decoded JSON / a Mongo document).
+
+    Strings are scanned for digit runs; integers count too, except epoch-millisecond
+    timestamps (``source_ts``...), which are 13-digit numbers and Luhn-valid one time in ten.
+    """
+    from fraudwatch.cards import PAN_PATTERN, luhn_valid
+
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in find_pans(v, str(k))]
+    if isinstance(obj, list | tuple):
+        return [p for v in obj for p in find_pans(v, key)]
+    if isinstance(obj, bool):
+        return []
+    if isinstance(obj, int):
+        s = str(obj)
+        return [s] if key not in TIMESTAMP_FIELDS and 12 <= len(s) <= 19 and luhn_valid(s) else []
+    if isinstance(obj, str):
+        return [m.group() for m in PAN_PATTERN.finditer(obj) if luhn_valid(m.group())]
+    return []

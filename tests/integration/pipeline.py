@@ -1,0 +1,184 @@
+"""Helpers for driving the real dataflow process against the real stack in tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from dataflows.backtest import run_backtest
+from dataflows.ruleset import load_ruleset
+from fraudwatch.devstack import REPO_ROOT, ensure_topics
+
+TOKEN_KEY = "integration-test-token-key"
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.2) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class PipelineEnv:
+    """Unique topics and database for one test, plus how to run the dataflow on them."""
+
+    bootstrap: str
+    mongo_uri: str
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+
+    @property
+    def tx(self) -> str:
+        return f"tx-{self.tag}"
+
+    @property
+    def alerts(self) -> str:
+        return f"alerts-{self.tag}"
+
+    @property
+    def dlq(self) -> str:
+        return f"dlq-{self.tag}"
+
+    @property
+    def db(self) -> str:
+        return f"it{self.tag}"
+
+    def create_topics(self, partitions: int = 3) -> None:
+        ensure_topics(self.bootstrap, {self.tx: partitions, self.alerts: 3, self.dlq: 1})
+
+    def delete_topics(self) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        for fut in admin.delete_topics([self.tx, self.alerts, self.dlq]).values():
+            try:
+                fut.result(timeout=15)
+            except Exception:  # noqa: S110 - best-effort cleanup of a scratch topic
+                pass
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {
+            **os.environ,
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "MONGODB_URI": self.mongo_uri,
+            "MONGODB_DATABASE": self.db,
+            "TRANSACTIONS_TOPIC": self.tx,
+            "ALERTS_TOPIC": self.alerts,
+            "DLQ_TOPIC": self.dlq,
+            "FRAUD_TOKEN_KEY": TOKEN_KEY,
+            "FRAUD_STATS_FLUSH_S": "0.2",
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+
+    def start(self, log: Path, *args: str, **extra: str) -> subprocess.Popen[bytes]:
+        """Start ``python -m bytewax.run dataflows.fraud ARGS`` with stderr+stdout to ``log``."""
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "bytewax.run", "dataflows.fraud", *args],
+                env=self.env(**extra),
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def run_to_end(self, log: Path, *args: str, timeout: float = 180, **extra: str) -> int:
+        proc = self.start(log, *args, FRAUD_STOP_AT_END="1", **extra)
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise AssertionError(
+                f"dataflow did not finish in {timeout}s:\n{log.read_text()[-3000:]}"
+            )
+
+
+def produce(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
+    """Send values keyed by their ``account_id`` (or no key when not a JSON object)."""
+    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    errors: list[str] = []
+    n = 0
+    for v in values:
+        try:
+            key = json.loads(v)["account_id"].encode()
+        except Exception:
+            key = None
+        producer.produce(topic, v, key, on_delivery=lambda e, m: e and errors.append(str(e)))
+        producer.poll(0)
+        n += 1
+    assert producer.flush(30) == 0
+    assert not errors, errors
+    return n
+
+
+def consume_all(
+    bootstrap: str, topic: str, timeout: float = 20
+) -> list[tuple[bytes | None, bytes]]:
+    """Every message currently in ``topic`` (all partitions), read to the end."""
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    parts = list(md.topics[topic].partitions)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-{uuid.uuid4().hex}",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, 0) for p in parts])
+    out: list[tuple[bytes | None, bytes]] = []
+    done: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts) and time.monotonic() < deadline:
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().code() == -191:  # _PARTITION_EOF
+                done.add(msg.partition())
+            continue
+        out.append((msg.key(), msg.value()))
+    consumer.close()
+    assert len(done) == len(parts), f"could not read {topic} to its end"
+    return out
+
+
+def oracle(values: list[bytes]) -> dict[str, dict[str, Any]]:
+    """What the backtest says the pipeline must alert on, by alert id."""
+    dead: Counter[str] = Counter()
+    return {
+        o.alert.alert_id: o.alert.to_json_dict()
+        for o in run_backtest(values, load_ruleset(), TOKEN_KEY, dead)
+        if o.alert
+    }
+
+
+def essentials(alert: dict[str, Any]) -> tuple[Any, ...]:
+    """The parts of an alert that must be identical between the stream and the backtest."""
+    return (
+        alert["score"],
+        alert["severity"],
+        json.dumps(alert["reasons"], sort_keys=True),
+        tuple(alert["evidence"]),
+        alert["ruleset_version"],
+    )

@@ -1,0 +1,233 @@
+"""The dataflow process against the real Kafka broker and MongoDB-protocol server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pymongo
+import pytest
+
+from tests.factories import find_pans, make_txn, traffic
+from tests.integration.pipeline import (
+    PipelineEnv,
+    consume_all,
+    essentials,
+    oracle,
+    produce,
+    wait_for,
+)
+
+BAD = [
+    b"{broken",
+    b"\xff\xfe\x00",
+    b"null",
+    b"[1,2]",
+    b'{"amount": NaN}',
+    json.dumps(make_txn(transaction_id="neg", amount=-5)).encode(),
+    json.dumps(make_txn(transaction_id="naive", timestamp="2026-01-01T10:00:00")).encode(),
+    json.dumps(make_txn(transaction_id="huge", amount=1e12)).encode(),
+    b"x" * (70 * 1024),
+]
+
+
+@pytest.fixture
+def pipe(bootstrap: str, mongo_settings, mongo_client) -> Iterator[PipelineEnv]:
+    env = PipelineEnv(bootstrap, mongo_settings.mongodb_uri)
+    env.create_topics()
+    yield env
+    env.delete_topics()
+    mongo_client.drop_database(env.db)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_pipeline_alerts_equal_the_backtest_and_bad_input_is_dead_lettered_once(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    values = traffic(cards=30, per_card=12)
+    mixed = values[:100] + BAD + values[100:]
+    produce(pipe.bootstrap, pipe.tx, mixed)
+    log = tmp_path / "dataflow.log"
+
+    assert pipe.run_to_end(log) == 0, log.read_text()[-3000:]
+
+    expected = oracle(mixed)
+    assert len(expected) > 20
+    kafka_alerts = {}
+    for key, value in consume_all(pipe.bootstrap, pipe.alerts):
+        a = json.loads(value)
+        assert key.decode() == a["card_token"]
+        kafka_alerts[a["alert_id"]] = a
+    db = mongo_client[pipe.db]
+    mongo_alerts = {d["_id"]: d for d in db.alerts.find()}
+    assert set(kafka_alerts) == set(expected) == set(mongo_alerts)
+    for aid, a in expected.items():
+        assert essentials(kafka_alerts[aid]) == essentials(a)
+        assert essentials({**mongo_alerts[aid], "evidence": mongo_alerts[aid]["evidence"]}) == (
+            essentials(a)
+        )
+
+    dead = [json.loads(v) for _, v in consume_all(pipe.bootstrap, pipe.dlq)]
+    assert len(dead) == len(BAD)
+    assert sorted(base64.b64decode(d["value_b64"]) for d in dead) == sorted(
+        b[: 64 * 1024] for b in BAD
+    )
+    oversized = next(d for d in dead if d["reason"] == "oversized")
+    assert oversized["value_length"] == 70 * 1024
+    assert oversized["value_truncated"] is True
+
+    stats = list(db.alert_stats.find())
+    assert sum(d["transactions"] for d in stats) == len(values)
+    assert sum(d["alerts"] for d in stats) == len(expected)
+
+    # No card number anywhere downstream of the first step.
+    pans = {json.loads(v)["card_number"] for v in values}
+    assert find_pans(list(mongo_alerts.values())) == []
+    assert find_pans(stats) == []
+    assert find_pans(list(kafka_alerts.values())) == []
+    logs = log.read_text()
+    assert not any(p in logs for p in pans)
+    assert find_pans([json.loads(line) for line in logs.splitlines() if line.startswith("{")]) == []
+
+
+def test_a_replay_does_not_duplicate_alerts_or_undo_a_disposition(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    values = traffic(cards=12, per_card=10)
+    produce(pipe.bootstrap, pipe.tx, values)
+    log = tmp_path / "dataflow.log"
+    assert pipe.run_to_end(log) == 0, log.read_text()[-3000:]
+    db = mongo_client[pipe.db]
+    first = {d["_id"]: d for d in db.alerts.find()}
+    stats_before = {d["_id"]: d["transactions"] for d in db.alert_stats.find()}
+    some_id = next(iter(first))
+    db.alerts.update_one({"_id": some_id}, {"$set": {"status": "confirmed_fraud"}})
+
+    # The same input again, from scratch (no recovery): a full replay.
+    assert pipe.run_to_end(log) == 0, log.read_text()[-3000:]
+
+    again = {d["_id"]: d for d in db.alerts.find()}
+    assert set(again) == set(first)
+    assert again[some_id]["status"] == "confirmed_fraud"
+    assert again[some_id]["detected_at"] == first[some_id]["detected_at"]
+    assert {d["_id"]: d["transactions"] for d in db.alert_stats.find()} == stats_before
+
+
+def test_kill_9_mid_stream_and_restart_gives_the_uninterrupted_alert_set(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    values = traffic(cards=200, per_card=40)  # 8,000 transactions
+    produce(pipe.bootstrap, pipe.tx, values)
+    expected = oracle(values)
+    recovery = tmp_path / "recovery"
+    from dataflows.run import ensure_recovery_store
+
+    ensure_recovery_store(recovery)
+    args = ("-r", str(recovery), "-s", "1", "-b", "0")
+    log = tmp_path / "dataflow.log"
+    db = mongo_client[pipe.db]
+    # Small batches so the kill lands while input is still being processed.
+    proc = pipe.start(log, *args, FRAUD_BATCH_SIZE="20")
+    wait_for(lambda: db.alerts.count_documents({}) >= 20, 60, "the first alerts")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    partial = db.alerts.count_documents({})
+    assert partial < len(expected), "the kill must land mid-stream"
+
+    assert pipe.run_to_end(log, *args) == 0, log.read_text()[-3000:]
+
+    got = {d["_id"]: d for d in db.alerts.find()}
+    assert set(got) == set(expected)
+    for aid, a in expected.items():
+        assert essentials(got[aid]) == essentials(a)
+    stats = list(db.alert_stats.find())
+    assert sum(d["transactions"] for d in stats) == len(values)
+
+
+@pytest.mark.parametrize("layout", ["two_workers", "two_processes"])
+def test_workers_and_processes_give_the_same_alerts_as_one_worker(
+    layout: str, pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    values = traffic(cards=60, per_card=12)
+    produce(pipe.bootstrap, pipe.tx, values)
+    expected = oracle(values)
+    log = tmp_path / "dataflow.log"
+    if layout == "two_workers":
+        assert pipe.run_to_end(log, "-w", "2") == 0, log.read_text()[-3000:]
+    else:
+        addresses = f"127.0.0.1:{_free_port()};127.0.0.1:{_free_port()}"
+        procs = [
+            pipe.start(log, "-i", str(i), "-a", addresses, FRAUD_STOP_AT_END="1") for i in (0, 1)
+        ]
+        for p in procs:
+            assert p.wait(timeout=180) == 0, log.read_text()[-3000:]
+    db = mongo_client[pipe.db]
+    got = {d["_id"]: d for d in db.alerts.find()}
+    assert set(got) == set(expected)
+    for aid, a in expected.items():
+        assert essentials(got[aid]) == essentials(a)
+    assert sum(d["transactions"] for d in db.alert_stats.find()) == len(values)
+
+
+def test_missing_input_topic_fails_fast_with_a_clear_message(
+    pipe: PipelineEnv, tmp_path: Path
+) -> None:
+    log = tmp_path / "dataflow.log"
+    code = pipe.run_to_end(log, TRANSACTIONS_TOPIC=f"missing-{pipe.tag}", timeout=60)
+    assert code != 0
+    assert "is not available" in log.read_text()
+
+
+def test_unreachable_mongodb_fails_fast_with_a_clear_message(
+    pipe: PipelineEnv, tmp_path: Path
+) -> None:
+    log = tmp_path / "dataflow.log"
+    produce(pipe.bootstrap, pipe.tx, traffic(cards=2, per_card=2))
+    code = pipe.run_to_end(
+        log,
+        MONGODB_URI=f"mongodb://127.0.0.1:{_free_port()}",
+        MONGODB_TIMEOUT_MS="1000",
+        timeout=60,
+    )
+    assert code != 0
+    assert "MongoDB is not reachable" in log.read_text()
+
+
+def test_metrics_count_inputs_dead_letters_and_alerts(pipe: PipelineEnv, tmp_path: Path) -> None:
+    import urllib.request
+
+    values = traffic(cards=6, per_card=8)
+    produce(pipe.bootstrap, pipe.tx, [*values, *BAD[:3]])
+    port = _free_port()
+    log = tmp_path / "dataflow.log"
+    proc = pipe.start(log, BYTEWAX_DATAFLOW_API_ENABLED="1", BYTEWAX_DATAFLOW_API_PORT=str(port))
+    try:
+
+        def scrape() -> str | None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                    text = r.read().decode()
+            except OSError:
+                return None
+            total = f"fraudwatch_transactions_in_total {float(len(values) + 3)}"
+            return text if total in text else None
+
+        text = wait_for(scrape, 60, "the metrics endpoint to count every input")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=20)
+    assert f"fraudwatch_transactions_valid_total {float(len(values))}" in text
+    assert 'fraudwatch_dead_lettered_total{reason="invalid_json"} 1.0' in text
+    assert "fraudwatch_alerts_total" in text
+    pans = {json.loads(v)["card_number"] for v in values}
+    assert not any(p in text for p in pans)
