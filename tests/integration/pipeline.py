@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -68,10 +69,8 @@ class PipelineEnv:
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
         for fut in admin.delete_topics([self.tx, self.alerts, self.dlq]).values():
-            try:
+            with contextlib.suppress(Exception):  # best-effort cleanup of a scratch topic
                 fut.result(timeout=15)
-            except Exception:  # noqa: S110 - best-effort cleanup of a scratch topic
-                pass
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -104,11 +103,19 @@ class PipelineEnv:
         proc = self.start(log, *args, FRAUD_STOP_AT_END="1", **extra)
         try:
             return proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired as exc:
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError(
                 f"dataflow did not finish in {timeout}s:\n{log.read_text()[-3000:]}"
-            )
+            ) from exc
+
+
+def _collect_errors(errors: list[str]) -> Callable[[Any, Any], None]:
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            errors.append(str(err))
+
+    return on_delivery
 
 
 def produce(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
@@ -121,7 +128,7 @@ def produce(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
             key = json.loads(v)["account_id"].encode()
         except Exception:
             key = None
-        producer.produce(topic, v, key, on_delivery=lambda e, m: e and errors.append(str(e)))
+        producer.produce(topic, v, key, on_delivery=_collect_errors(errors))
         producer.poll(0)
         n += 1
     assert producer.flush(30) == 0

@@ -10,7 +10,6 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-import pymongo
 import pytest
 
 from tests.factories import find_pans, make_txn, traffic

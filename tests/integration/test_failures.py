@@ -92,9 +92,7 @@ def test_losing_mongodb_stops_the_dataflow_after_bounded_retries(
         import pymongo
 
         client: pymongo.MongoClient = pymongo.MongoClient(private_mongo.config.mongodb_uri)
-        wait_for(
-            lambda: client[pipe.db].alert_stats.count_documents({}) > 0, 60, "first writes"
-        )
+        wait_for(lambda: client[pipe.db].alert_stats.count_documents({}) > 0, 60, "first writes")
         client.close()
         private_mongo.kill("ferretdb")
         produce(bootstrap, pipe.tx, values[40:])  # alerts that can no longer be written
