@@ -39,7 +39,10 @@ def _components() -> list[Component]:
             "dataflow",
             "dataflows.fraud",
             [py, "-m", "dataflows.run", "--recovery-dir", str(recovery)],
-            {"BYTEWAX_DATAFLOW_API_ENABLED": "1"},
+            {
+                "BYTEWAX_DATAFLOW_API_ENABLED": "1",
+                "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(RUN_DIR / "dataflow.json"),
+            },
         ),
         Component(
             "producer",
