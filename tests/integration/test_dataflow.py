@@ -230,3 +230,20 @@ def test_metrics_count_inputs_dead_letters_and_alerts(pipe: PipelineEnv, tmp_pat
     assert "fraudwatch_alerts_total" in text
     pans = {json.loads(v)["card_number"] for v in values}
     assert not any(p in text for p in pans)
+
+
+def test_a_resume_offset_that_no_longer_exists_is_an_error_not_a_silent_skip(
+    pipe: PipelineEnv,
+) -> None:
+    from dataflows.kafka_io import KafkaUnavailable, TransactionSource
+
+    produce(pipe.bootstrap, pipe.tx, traffic(cards=1, per_card=3))
+    source = TransactionSource(pipe.bootstrap, pipe.tx)
+    # As if recovery said "resume at offset 1,000" but retention deleted everything up to it
+    # (here: it never existed) — the consumer must not jump silently to the start or the end.
+    part = source.build_part("in", f"0-{pipe.tx}", 1_000)
+    try:
+        with pytest.raises(KafkaUnavailable, match="no longer exists"):
+            wait_for(lambda: part.next_batch() and False, 20, "the offset error")
+    finally:
+        part.close()
