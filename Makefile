@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STACK := $(PY) -m fraudwatch.devstack
 
-.PHONY: venv up down status clean-stack run test lint typecheck unit integration bench bench-full evaluate screenshots
+.PHONY: venv browser up down status clean-stack run test lint typecheck unit integration bench bench-full evaluate screenshots
 
 venv: $(STAMP)
 
@@ -20,6 +20,10 @@ $(STAMP): pyproject.toml
 
 up: venv
 	@$(STACK) up
+
+# Debian's Chromium for the end-to-end browser tests (installed once, only when missing).
+browser:
+	@scripts/install-browser
 
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; else echo "no virtualenv: nothing was started"; fi
@@ -43,7 +47,7 @@ typecheck: venv
 	@$(PY) -m mypy .
 
 # Lint, types and every test tier, with the stack started (and stopped again) around them.
-test: venv
+test: venv browser
 	@$(STACK) with-stack -- env PY=$(PY) scripts/check $(PYTEST_ARGS)
 
 unit: venv

@@ -51,11 +51,21 @@ ALERT_INDEXES: list[IndexModel] = [
         ],
         name="by_status_severity",
     ),
-    IndexModel([("severity", ASCENDING), ("timestamp", DESCENDING)], name="by_severity"),
-    IndexModel([("card_token", ASCENDING), ("timestamp", DESCENDING)], name="by_card"),
-    IndexModel([("card_last4", ASCENDING), ("timestamp", DESCENDING)], name="by_last4"),
-    IndexModel([("merchant_id", ASCENDING), ("timestamp", DESCENDING)], name="by_merchant"),
-    IndexModel([("rules", ASCENDING), ("timestamp", DESCENDING)], name="by_rule"),
+    IndexModel(
+        [("severity", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_severity"
+    ),
+    IndexModel(
+        [("card_token", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_card"
+    ),
+    IndexModel(
+        [("card_last4", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_last4"
+    ),
+    IndexModel(
+        [("merchant_id", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_merchant"
+    ),
+    IndexModel(
+        [("rules", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_rule"
+    ),
 ]
 STATS_INDEXES: list[IndexModel] = [IndexModel([("minute", DESCENDING)], name="by_minute")]
 DISPOSITION_INDEXES: list[IndexModel] = [

@@ -1,0 +1,153 @@
+"""Time the console's three hot views on 50,000 alerts: p50/p95 over 30 runs each.
+
+    .venv/bin/python bench/webapp_queries.py [--alerts 50000] [--runs 30] [--keep]
+
+Alerts are built with the shared contract (``Alert.to_mongo_doc``, via ``webapp.demo``) into
+a scratch database. The bulk of them is loaded with ``insert_many`` and the last 100 with
+``write_alerts`` (the dataflow's upsert path): on FerretDB v1 every *new* upsert scans the
+collection (~0.2 s at 10k documents), so 50,000 upserts would take hours; the documents are
+identical either way. Views are timed through the Flask test client (the whole request:
+parsing, queries, template) and the store alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pymongo
+from flask.testing import FlaskClient
+from pymongo.database import Database
+
+from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
+from fraudwatch.cards import CardTokenizer
+from webapp import create_app
+from webapp.demo import demo_pan, make_alert_doc
+from webapp.queries import AlertQuery
+from webapp.settings import WebappSettings
+
+Doc = dict[str, Any]
+
+
+def seed(db: Database[Doc], count: int, tokenizer: CardTokenizer, now: datetime) -> str:
+    rng = random.Random(5)
+    ensure_indexes(db)
+    batch: list[Doc] = []
+    upserted: list[Doc] = []
+    hot_pan = demo_pan(77)
+    for seq in range(count):
+        ts = now - timedelta(seconds=rng.uniform(0, 7 * 86400))
+        ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
+        pan = hot_pan if seq % 1000 == 0 else demo_pan(rng.randrange(20_000))
+        doc = make_alert_doc(rng, tokenizer, ts=ts, seq=seq, pan=pan)
+        if rng.random() < 0.3:
+            doc["status"] = rng.choice(("investigating", "confirmed_fraud", "false_positive"))
+        (upserted if seq >= count - 100 else batch).append(doc)
+        if len(batch) == 1000:
+            db[ALERTS].insert_many(batch, ordered=False)
+            batch = []
+    if batch:
+        db[ALERTS].insert_many(batch, ordered=False)
+    write_alerts(db[ALERTS], upserted)
+    return tokenizer.token(hot_pan)
+
+
+def fetch(http: FlaskClient, url: str) -> None:
+    response = http.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+
+
+def timed(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    fn()  # warm-up
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - t0) * 1000)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1, int(len(samples) * 0.95))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch database")
+    parser.add_argument("--no-http", action="store_true", help="time the store only")
+    args = parser.parse_args()
+
+    settings = WebappSettings(
+        mongodb_database=f"bench_webapp_{uuid.uuid4().hex[:8]}", webapp_secret_key="b" * 40
+    )
+    client: pymongo.MongoClient[Doc] = pymongo.MongoClient(settings.mongodb_uri)
+    db = client[settings.mongodb_database]
+    tokenizer = CardTokenizer(
+        settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
+    )
+    now = datetime.now(UTC)
+    t0 = time.perf_counter()
+    token = seed(db, args.alerts, tokenizer, now)
+    print(f"seeded {args.alerts:,} alerts in {time.perf_counter() - t0:.0f} s into {db.name}")
+    try:
+        app = create_app({"TESTING": True, "SETTINGS": settings})
+        svc = app.extensions["fraudwatch"]
+        svc.access.create_user("bench", "viewer", "bench-password-123")
+        http = app.test_client()
+        login = http.get("/login").get_data(as_text=True)
+        csrf = login.split('name="csrf_token" value="')[1].split('"')[0]
+        http.post(
+            "/login",
+            data={"username": "bench", "password": "bench-password-123", "csrf_token": csrf},
+        )
+        store = svc.alerts
+        size = svc.settings.webapp_page_size
+        views = {
+            "queue, first page": (
+                lambda: store.page(AlertQuery(), size, datetime.now(UTC)),
+                "/api/alerts?limit=50",
+            ),
+            "a card's alerts": (
+                lambda: store.card_history(token, limit=50),
+                f"/api/alerts?card={token}&limit=50",
+            ),
+            "status + severity": (
+                lambda: store.page(
+                    AlertQuery(status="open", severity="high"), size, datetime.now(UTC)
+                ),
+                "/api/alerts?status=open&severity=high&limit=50",
+            ),
+            "status counts (5 counts)": (
+                lambda: store.status_counts(AlertQuery(), datetime.now(UTC)),
+                None,
+            ),
+        }
+        print(
+            f"\n{'view':<26} {'store p50':>10} {'store p95':>10} {'HTTP p50':>10} {'HTTP p95':>10}"
+        )
+        for name, (query, url) in views.items():
+            s50, s95 = timed(query, args.runs)
+            if url and not args.no_http:
+                h50, h95 = timed(functools.partial(fetch, http, url), args.runs)
+                print(f"{name:<26} {s50:>8.0f}ms {s95:>8.0f}ms {h50:>8.0f}ms {h95:>8.0f}ms")
+            else:
+                print(f"{name:<26} {s50:>8.0f}ms {s95:>8.0f}ms {'-':>10} {'-':>10}")
+        info = db[ALERTS].index_information()
+        print("\nindexes on alerts:", ", ".join(sorted(info)))
+        server = client.admin.command("buildInfo")
+        print("server:", server.get("version"), server.get("ferretdbVersion", "(MongoDB)"))
+    finally:
+        if not args.keep:
+            client.drop_database(db.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""End to end in a real headless Chromium (Debian's ``chromium``, driven by Playwright):
+sign in, watch a new alert arrive live, open it, disposition it, reload. Also writes the
+README screenshots to ``docs/screenshots/``."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from werkzeug.serving import make_server
+
+from fraudwatch.alert_store import ALERTS, write_alerts
+from webapp.demo import seed_demo
+
+from .conftest import PASSWORD, Clock, build_app, make_user
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: `apt-get install -y chromium` (make test does this)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def server(mongo_db: Any) -> Iterator[tuple[str, Any]]:
+    """The console on a free local port, in a thread, on this test's database."""
+    clock = Clock()
+    app = build_app(mongo_db.name, clock=None, webapp_poll_seconds=1)
+    svc = app.extensions["fraudwatch"]
+    svc.ensure_indexes()
+    seed_demo(mongo_db, svc.tokenizer, count=120, minutes=60, now=clock.now)
+    make_user(app, "alice", "analyst")
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}", svc
+    httpd.shutdown()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems: list[str] = []
+
+    def on_console(msg: ConsoleMessage) -> None:
+        if msg.type == "error" or "Content Security Policy" in msg.text:
+            problems.append(msg.text)
+
+    page.on("console", on_console)
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    yield page
+    context.close()
+    assert problems == [], f"browser console errors (CSP violations?): {problems}"
+
+
+def sign_in(page: Page, base: str) -> None:
+    page.goto(f"{base}/")
+    expect(page).to_have_url(f"{base}/login?next=/")
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#queue-table")).to_be_visible()
+
+
+def test_analyst_sees_a_new_alert_live_and_confirms_it_as_fraud(page, server, mongo_db) -> None:
+    base, svc = server
+    sign_in(page, base)
+    rows = page.locator("#queue-rows tr.row")
+    expect(rows).to_have_count(50)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "queue.png"))
+
+    # The dataflow lands a new alert: it shows up without a reload.
+    newest = mongo_db[ALERTS].find_one(sort=[("timestamp", -1)])
+    fresh = dict(newest)
+    fresh.update(
+        _id="f" * 24,
+        transaction_id="tx-live-1",
+        merchant_name="Live Arrival Electronics",
+        timestamp=svc.now().replace(microsecond=0),
+        detected_at=svc.now(),
+        status="open",
+    )
+    assert write_alerts(mongo_db[ALERTS], [fresh]) == 1
+    new_row = page.locator(f'#queue-rows tr[data-alert-id="{"f" * 24}"]')
+    expect(new_row).to_be_visible(timeout=10_000)
+    expect(rows.first).to_have_attribute("data-alert-id", "f" * 24)
+    expect(new_row).to_have_class(re.compile(r"\bis-new\b"))
+
+    new_row.locator("a.alert-link").click()
+    expect(page).to_have_url(f"{base}/alerts/{'f' * 24}")
+    expect(page.locator("h1")).to_contain_text("Live Arrival Electronics")
+    page.fill("textarea[name=comment]", "Cardholder confirmed they did not make this purchase.")
+    page.click("button[value=investigating]")
+    expect(page.locator(".flash-success")).to_contain_text("Investigating")
+    page.click("button[value=confirmed_fraud]")
+    expect(page.locator(".flash-success")).to_contain_text("Confirmed fraud")
+
+    page.reload()
+    expect(page.locator("#disposition .status-confirmed_fraud").first).to_be_visible()
+    expect(page.locator("#disposition-history")).to_contain_text("alice")
+    expect(page.locator("#disposition-history")).to_contain_text("did not make this purchase")
+    assert mongo_db[ALERTS].find_one({"_id": "f" * 24})["status"] == "confirmed_fraud"
+
+
+def test_detail_and_dashboard_render_and_are_captured(page, server, mongo_db) -> None:
+    base, _ = server
+    sign_in(page, base)
+    pick = mongo_db[ALERTS].find_one(
+        {"rules": "impossible_travel", "status": "open"}, sort=[("timestamp", -1)]
+    ) or mongo_db[ALERTS].find_one({}, sort=[("timestamp", -1)])
+    page.goto(f"{base}/alerts/{pick['_id']}")
+    expect(page.locator("svg.map")).to_be_visible()
+    expect(page.locator("table.reasons tbody tr")).to_have_count(len(pick["reasons"]))
+    page.screenshot(path=str(SCREENSHOTS / "detail.png"), full_page=True)
+
+    page.goto(f"{base}/dashboard")
+    expect(page.locator("body[data-charts=ready]")).to_be_attached()
+    expect(page.locator("#kpi-alerts")).not_to_have_text("0")
+    page.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+
+def test_filters_survive_live_refresh_in_the_browser(page, server, mongo_db) -> None:
+    base, svc = server
+    sign_in(page, base)
+    page.select_option("select[name=severity]", "critical")
+    page.click("#filters button[type=submit]")
+    expect(page).to_have_url(f"{base}/?severity=critical")
+    before = page.locator("#queue-rows tr.row").count()
+    newest = dict(mongo_db[ALERTS].find_one({"severity": "critical"}))
+    low = dict(newest, _id="e" * 24, severity="low", timestamp=svc.now() - timedelta(seconds=1))
+    crit = dict(newest, _id="d" * 24, timestamp=svc.now() - timedelta(seconds=2))
+    write_alerts(mongo_db[ALERTS], [low, crit])
+    expect(page.locator(f'tr[data-alert-id="{"d" * 24}"]')).to_be_visible(timeout=10_000)
+    expect(page.locator(f'tr[data-alert-id="{"e" * 24}"]')).to_have_count(0)
+    expect(page.locator("select[name=severity]")).to_have_value("critical")
+    assert page.locator("#queue-rows tr.row").count() == min(before + 1, 50)

@@ -1,0 +1,219 @@
+"""Pure tests: parameter validation, cursors, geometry, stats and document parsing."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fraudwatch.cards import CardTokenizer
+from webapp.dashboard import build_stats
+from webapp.documents import AlertView, MinuteStats, from_epoch_ms, to_epoch_ms, travel_hops
+from webapp.geo import haversine_km, plot_locations
+from webapp.ops import RedactCardNumbers, mask_pans
+from webapp.queries import (
+    LIST_PARAMS,
+    AlertQuery,
+    Cursor,
+    InvalidParameter,
+    parse_alert_query,
+    parse_card,
+    single_values,
+)
+from webapp.settings import SettingsError, WebappSettings
+
+TOKENIZER = CardTokenizer("unit-test-key")
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
+VISA = "4111111111111111"
+
+
+def parse(**values: str) -> AlertQuery:
+    return parse_alert_query(values, TOKENIZER)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "value"),
+    [
+        ("1111", "card_last4", "1111"),
+        ("ABCDEF0123456789abcdef0123456789", "card_token", "abcdef0123456789abcdef0123456789"),
+        (VISA, "card_token", TOKENIZER.token(VISA)),
+        ("4111 1111 1111 1111", "card_token", TOKENIZER.token(VISA)),
+    ],
+)
+def test_card_filter_accepts_last4_token_or_a_full_number_turned_into_its_token(
+    raw: str, field: str, value: str
+) -> None:
+    card = parse_card(raw, TOKENIZER)
+    assert (card.field, card.value) == (field, value)
+
+
+def test_card_filter_refuses_a_number_that_fails_the_luhn_check() -> None:
+    with pytest.raises(InvalidParameter, match="Luhn"):
+        parse_card("4111111111111112", TOKENIZER)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"card[$ne]": ["x"]},
+        {"status[$regex]": [".*"]},
+        {"$where": ["1"]},
+        {"status": ["open", "dismissed"]},
+        {"status": ['{"$ne": null}']},
+        {"severity": ["high' || '1'=='1"]},
+        {"merchant": ["(a+)+$"]},
+        {"merchant": ["m-1" * 40]},
+        {"from": ["yesterday"]},
+        {"before": ["123_zz"]},
+        {"rule": ["velocity_count|card_testing"]},
+    ],
+)
+def test_query_parameters_of_any_other_shape_are_refused(args: dict[str, list[str]]) -> None:
+    def parse_args() -> AlertQuery:
+        return parse_alert_query(single_values(args, LIST_PARAMS), TOKENIZER)
+
+    with pytest.raises(InvalidParameter):
+        parse_args()
+
+
+@given(st.dictionaries(st.text(max_size=12), st.lists(st.text(max_size=80), max_size=3)))
+def test_no_operator_from_a_request_reaches_a_mongo_filter(args: dict[str, list[str]]) -> None:
+    try:
+        query = parse_alert_query(single_values(args, LIST_PARAMS), TOKENIZER)
+    except InvalidParameter:
+        return
+    flt = query.mongo_filter(NOW, timedelta(hours=1))
+    allowed_ops = {"$gte", "$lt", "$gt", "$or"}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                assert not key.startswith("$") or key in allowed_ops
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        else:
+            assert isinstance(node, str | datetime)
+
+    walk(flt)
+
+
+def test_filter_is_always_bounded_by_time_and_combines_the_filters() -> None:
+    query = parse(status="open", severity="high", rule="card_testing", card="1111")
+    flt = query.mongo_filter(NOW, timedelta(hours=24))
+    assert flt["status"] == "open"
+    assert flt["severity"] == "high"
+    assert flt["rules"] == "card_testing"
+    assert flt["card_last4"] == "1111"
+    assert flt["timestamp"]["$gte"] == NOW - timedelta(hours=24)
+    assert flt["timestamp"]["$lt"] > NOW
+
+
+def test_cursor_round_trips_to_the_millisecond() -> None:
+    ts = datetime(2026, 11, 25, 8, 40, 12, 123000, tzinfo=UTC)
+    cursor = Cursor(ts, "a" * 24)
+    assert Cursor.decode("before", cursor.encode()) == cursor
+    assert from_epoch_ms(to_epoch_ms(ts)) == ts
+
+
+def test_before_cursor_continues_below_the_last_row_with_the_id_as_tie_break() -> None:
+    ts = datetime(2026, 11, 25, 8, 40, tzinfo=UTC)
+    query = parse(before=Cursor(ts, "b" * 24).encode())
+    flt = query.mongo_filter(NOW, timedelta(days=7))
+    assert flt["$or"] == [{"timestamp": {"$lt": ts}}, {"timestamp": ts, "_id": {"$lt": "b" * 24}}]
+
+
+def test_empty_form_fields_count_as_absent() -> None:
+    assert single_values({"status": [""], "card": ["  "]}, LIST_PARAMS) == {}
+
+
+def test_haversine_berlin_paris_is_about_878_km() -> None:
+    assert haversine_km(52.52, 13.405, 48.857, 2.352) == pytest.approx(878, abs=3)
+
+
+def test_location_plot_keeps_points_inside_the_canvas() -> None:
+    plot = plot_locations([(52.5, 13.4, "a", False), (40.7, -74.0, "b", True)], 500, 300)
+    assert plot is not None
+    assert all(0 <= p.x <= 500 and 0 <= p.y <= 300 for p in plot.points)
+    assert plot.legs[0].km == pytest.approx(haversine_km(52.5, 13.4, 40.7, -74.0))
+
+
+def test_alert_without_evidence_txns_or_optional_fields_still_reads() -> None:
+    alert = AlertView.from_doc(
+        {"_id": "c" * 24, "timestamp": NOW, "card_masked": "411111******1111"}
+    )
+    assert alert.evidence_txns == ()
+    assert alert.card_last4 == "1111"
+    assert alert.status == "open"
+    assert travel_hops(alert) == []
+
+
+def test_travel_hops_give_distance_and_implied_speed_in_time_order() -> None:
+    doc = {
+        "_id": "d" * 24,
+        "timestamp": NOW,
+        "transaction_id": "t2",
+        "latitude": 48.857,
+        "longitude": 2.352,
+        "evidence_txns": [
+            {
+                "transaction_id": "t1",
+                "timestamp": "2026-11-25T08:00:00Z",
+                "latitude": 52.52,
+                "longitude": 13.405,
+                "amount_base": 10.0,
+                "country": "DE",
+                "channel": "card_present",
+            },
+        ],
+    }
+    hops = travel_hops(AlertView.from_doc(doc))
+    assert len(hops) == 1
+    assert hops[0].km == pytest.approx(878, abs=3)
+    assert hops[0].kmh == pytest.approx(878, abs=3)
+
+
+def test_stats_fill_missing_minutes_and_compute_precision_per_rule() -> None:
+    since = NOW - timedelta(minutes=3)
+    minutes = [
+        MinuteStats(since, 1000, 3, 1, {"card_testing": 2, "high_amount": 1}, {"high": 3}),
+        MinuteStats(since + timedelta(minutes=2), 500, 1, 0, {"card_testing": 1}, {"low": 1}),
+    ]
+    outcomes = {"card_testing": {"confirmed_fraud": 3, "false_positive": 1, "dismissed": 5}}
+    stats = build_stats(minutes, outcomes, since=since, until=NOW, outcome_since=since)
+    assert [m["alerts"] for m in stats["minutes"]] == [3, 0, 1]
+    assert stats["totals"]["transactions"] == 1500
+    assert stats["by_severity"]["high"] == 3
+    card_testing = next(o for o in stats["outcomes"] if o["rule"] == "card_testing")
+    assert card_testing["precision"] == 0.75
+    assert next(o for o in stats["outcomes"] if o["rule"] == "high_amount")["precision"] is None
+
+
+def test_card_numbers_in_free_text_are_masked_but_other_numbers_kept() -> None:
+    assert mask_pans(f"paid with {VISA} order 123456789012") == (
+        "paid with ############1111 order 123456789012"
+    )
+
+
+def test_request_log_lines_never_carry_a_card_number() -> None:
+    record = logging.LogRecord(
+        "werkzeug", logging.INFO, "", 0, '"GET /?card=%s HTTP/1.1"', (VISA,), None
+    )
+    RedactCardNumbers().filter(record)
+    assert VISA not in record.getMessage()
+
+
+def test_production_without_a_secret_key_fails_with_the_variable_to_set() -> None:
+    settings = WebappSettings(webapp_secret_key=None)
+    with pytest.raises(SettingsError, match="WEBAPP_SECRET_KEY"):
+        settings.secret_key(development=False)
+    assert settings.secret_key(development=True) is None
+
+
+def test_a_short_secret_key_is_refused() -> None:
+    with pytest.raises(SettingsError, match="too short"):
+        WebappSettings(webapp_secret_key="short").secret_key(development=False)

@@ -1,0 +1,176 @@
+"""The JSON API for tools (documented in ``docs/openapi.yaml``).
+
+Authentication: ``Authorization: Bearer fwt_...`` (per-user tokens from
+``flask --app webapp create-token``), or the browser session, in which case state-changing
+calls need the ``X-CSRFToken`` header like any form. Errors are ``{"error", "message"}``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from flask import Blueprint, abort, current_app, g, jsonify, request
+from flask.typing import ResponseReturnValue
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+
+from webapp.auth import current_user, load_session_user
+from webapp.console import stats_payload, validate_comment
+from webapp.documents import STATUSES
+from webapp.queries import (
+    LIST_PARAMS,
+    InvalidParameter,
+    is_alert_id,
+    parse_alert_query,
+    parse_limit,
+    single_values,
+)
+from webapp.services import services
+from webapp.store import (
+    MAX_COMMENT_CHARS,
+    AlertNotFound,
+    DispositionConflict,
+    TransitionNotAllowed,
+)
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+API_LIST_PARAMS = (*[p for p in LIST_PARAMS if p not in ("before", "after")], "cursor", "limit")
+MAX_LIMIT = 200
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+Status = Annotated[str, StringConstraints(pattern="^(" + "|".join(STATUSES) + ")$")]
+
+
+class DispositionRequest(BaseModel):
+    """``POST /api/alerts/<id>/disposition``: strict strings only; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    from_status: Status = Field(alias="from")
+    to: Status
+    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT_CHARS)] = ""
+    # The alert's status_version when the tool read it (optional, stricter than "from").
+    version: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+
+    @classmethod
+    def parse(cls, body: Any) -> DispositionRequest:
+        if not isinstance(body, dict):
+            raise InvalidParameter("body", "must be a JSON object")
+        try:
+            return cls.model_validate(body)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False, include_input=False)[0]
+            loc = ".".join(str(p) for p in first["loc"]) or "body"
+            raise InvalidParameter(loc, first["msg"]) from None
+
+
+def _unauthorized(message: str) -> ResponseReturnValue:
+    response = jsonify(error="unauthorized", message=message)
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = 'Bearer realm="fraudwatch"'
+    return response
+
+
+@bp.before_request
+def authenticate() -> ResponseReturnValue | None:
+    """Bearer token first; else the session (and then CSRF on state-changing calls)."""
+    svc = services()
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _unauthorized("use 'Authorization: Bearer <token>'")
+        user = svc.access.user_for_token(token.strip())
+        if user is None:
+            return _unauthorized("the token is unknown or revoked")
+        g.user = user
+        return None
+    user = load_session_user()
+    if user is None:
+        return _unauthorized("sign in or send 'Authorization: Bearer <token>'")
+    g.user = user
+    if request.method not in SAFE_METHODS:
+        current_app.extensions["csrf"].protect()
+    return None
+
+
+@bp.get("/alerts")
+def list_alerts() -> ResponseReturnValue:
+    svc = services()
+    svc.ensure_indexes()
+    values = single_values(request.args.to_dict(flat=False), API_LIST_PARAMS)
+    limit = parse_limit(values.pop("limit", None), default=50, maximum=MAX_LIMIT)
+    if "cursor" in values:
+        values["before"] = values.pop("cursor")
+    query = parse_alert_query(values, svc.tokenizer)
+    page = svc.alerts.page(query, limit, svc.now())
+    return jsonify(
+        alerts=[a.to_api() for a in page.alerts],
+        next_cursor=page.older,
+        count=len(page.alerts),
+    )
+
+
+@bp.get("/alerts/<alert_id>")
+def get_alert(alert_id: str) -> ResponseReturnValue:
+    svc = services()
+    single_values(request.args.to_dict(flat=False), ())
+    alert = svc.alerts.get(alert_id) if is_alert_id(alert_id) else None
+    if alert is None:
+        abort(404, description="There is no alert with this id.")
+    return jsonify(
+        alert=alert.to_api(detail=True),
+        dispositions=[d.to_api() for d in svc.alerts.dispositions(alert.alert_id)],
+        card_alerts=[
+            a.to_api()
+            for a in svc.alerts.card_history(alert.card_token, limit=50)
+            if a.alert_id != alert.alert_id
+        ],
+    )
+
+
+@bp.post("/alerts/<alert_id>/disposition")
+def post_disposition(alert_id: str) -> ResponseReturnValue:
+    svc = services()
+    user = current_user()
+    if user is None or not user.can_disposition:
+        abort(403, description="Only analysts can change an alert's status.")
+    if not request.is_json:
+        raise InvalidParameter("body", "send a JSON object with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidParameter("body", "is not valid JSON")
+    req = DispositionRequest.parse(body)
+    comment = validate_comment(req.comment)
+    if not is_alert_id(alert_id):
+        abort(404, description="There is no alert with this id.")
+    try:
+        entry = svc.alerts.change_status(
+            alert_id,
+            seen=req.from_status,
+            to=req.to,
+            user=user.name,
+            comment=comment,
+            now=svc.now(),
+            seen_version=req.version,
+        )
+    except TransitionNotAllowed as exc:
+        raise InvalidParameter("to", str(exc)) from None
+    except AlertNotFound:
+        abort(404, description="There is no alert with this id.")
+    except DispositionConflict as exc:
+        svc.metrics.dispositions.labels(req.to, "conflict").inc()
+        response = jsonify(error="conflict", message=str(exc), current_status=exc.current)
+        response.status_code = 409
+        return response
+    svc.metrics.dispositions.labels(req.to, "ok").inc()
+    alert = svc.alerts.get(alert_id)
+    return jsonify(alert=alert.to_api(detail=True) if alert else None, disposition=entry.to_api())
+
+
+@bp.get("/stats")
+def stats() -> ResponseReturnValue:
+    svc = services()
+    values = single_values(request.args.to_dict(flat=False), ("minutes",))
+    minutes = parse_limit(values.get("minutes"), default=60, maximum=1440, name="minutes")
+    return jsonify(stats_payload(svc, minutes))

@@ -1,0 +1,264 @@
+"""The analyst console's pages: the live queue, an alert's detail and dispositions, and the
+dashboard. Every page requires a signed-in user (``webapp.auth.require_login``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.wrappers import Response as BaseResponse
+
+from fraudwatch.cards import contains_pan
+from webapp.auth import analyst_required, current_user
+from webapp.dashboard import build_stats, minute_floor
+from webapp.documents import (
+    STATUS_LABELS,
+    AlertView,
+    to_epoch_ms,
+    travel_hops,
+)
+from webapp.geo import haversine_km, plot_locations
+from webapp.queries import (
+    LIST_PARAMS,
+    AlertQuery,
+    InvalidParameter,
+    check_sig,
+    check_status,
+    is_alert_id,
+    parse_alert_query,
+    parse_epoch_ms,
+    parse_whole_number,
+    single_values,
+)
+from webapp.services import Services, services
+from webapp.store import (
+    MAX_COMMENT_CHARS,
+    AlertNotFound,
+    AlertPage,
+    DispositionConflict,
+    TransitionNotAllowed,
+)
+
+bp = Blueprint("console", __name__)
+
+POLL_PARAMS = (*[p for p in LIST_PARAMS if p not in ("before", "after")], "sig", "seen")
+FILTER_FORM_FIELDS = ("status", "severity", "rule", "card", "merchant", "from", "to")
+
+
+def _query_from_args(svc: Services, allowed: tuple[str, ...]) -> tuple[AlertQuery, dict[str, str]]:
+    values = single_values(request.args.to_dict(flat=False), allowed)
+    query_values = {k: v for k, v in values.items() if k in LIST_PARAMS}
+    return parse_alert_query(query_values, svc.tokenizer), values
+
+
+def _newest_detected_ms(page: AlertPage) -> int:
+    stamps = [to_epoch_ms(a.detected_at) for a in page.alerts if a.detected_at is not None]
+    return max(stamps, default=0)
+
+
+def _queue_context(svc: Services, query: AlertQuery, page: AlertPage, seen: int) -> dict[str, Any]:
+    now = svc.now()
+    start, end = query.time_bounds(now, svc.alerts.queue_window)
+    return {
+        "query": query,
+        "page": page,
+        "counts": svc.alerts.status_counts(query, now),
+        "seen_ms": seen,
+        "sig": page.signature(),
+        "newest_ms": max(seen, _newest_detected_ms(page)),
+        "window_start": start,
+        "window_end": min(end, now),
+        "poll_seconds": svc.settings.webapp_poll_seconds,
+    }
+
+
+@bp.get("/")
+def queue() -> BaseResponse | str:
+    svc = services()
+    svc.ensure_indexes()
+    query, values = _query_from_args(svc, LIST_PARAMS)
+    if query.card is not None and values.get("card") != query.card.value:
+        # A full card number was typed into the URL: continue with its token so the number
+        # does not stay in the address bar, the history or any proxy's log.
+        position: dict[str, Any] = {}
+        if query.before:
+            position["before"] = query.before.encode()
+        if query.after:
+            position["after"] = query.after.encode()
+        position.update(query.params())
+        return redirect(url_for("console.queue", **position), 303)
+    page = svc.alerts.page(query, svc.settings.webapp_page_size, svc.now())
+    context = _queue_context(svc, query, page, seen=_newest_detected_ms(page))
+    return render_template("queue.html", **context)
+
+
+@bp.get("/queue/live")
+def queue_live() -> BaseResponse | str:
+    """htmx poll from the first page: 204 when nothing changed, else the new table, counts
+    and poller (out-of-band swaps), with rows detected since the last render highlighted."""
+    svc = services()
+    query, values = _query_from_args(svc, POLL_PARAMS)
+    sig = check_sig(values["sig"]) if "sig" in values else ""
+    seen = parse_epoch_ms("seen", values.get("seen", "0"))
+    page = svc.alerts.page(query, svc.settings.webapp_page_size, svc.now())
+    if page.signature() == sig:
+        return Response(status=204)
+    context = _queue_context(svc, query, page, seen=seen)
+    return render_template("queue_live.html", oob=True, **context)
+
+
+@bp.post("/filter")
+def apply_filters() -> BaseResponse:
+    """The filter form posts here (so a typed card number never appears in a URL) and is
+    redirected to the queue with the card replaced by its token."""
+    svc = services()
+    form = request.form.to_dict(flat=False)
+    form.pop("csrf_token", None)  # checked by CSRFProtect before this view runs
+    values = single_values(form, FILTER_FORM_FIELDS)
+    query = parse_alert_query(values, svc.tokenizer)
+    params: dict[str, Any] = query.params()
+    return redirect(url_for("console.queue", **params), 303)
+
+
+def _detail_context(svc: Services, alert: AlertView) -> dict[str, Any]:
+    history = svc.alerts.card_history(alert.card_token, limit=50)
+    points: list[tuple[float, float, str, bool]] = []
+    for t in sorted(alert.evidence_txns, key=lambda t: t.timestamp or alert.timestamp):
+        if t.latitude is None or t.longitude is None or t.transaction_id == alert.transaction_id:
+            continue
+        label = t.timestamp.strftime("%H:%M") if t.timestamp else t.transaction_id[:8]
+        points.append((t.latitude, t.longitude, f"{label} {t.country}", False))
+    if alert.latitude is not None and alert.longitude is not None:
+        label = f"{alert.timestamp.strftime('%H:%M')} {alert.country} (this)"
+        points.append((alert.latitude, alert.longitude, label, True))
+    evidence = []
+    for t in sorted(alert.evidence_txns, key=lambda t: t.timestamp or alert.timestamp):
+        km = None
+        if (
+            t.latitude is not None
+            and t.longitude is not None
+            and alert.latitude is not None
+            and alert.longitude is not None
+        ):
+            km = haversine_km(t.latitude, t.longitude, alert.latitude, alert.longitude)
+        evidence.append((t, km))
+    return {
+        "alert": alert,
+        "evidence": evidence,
+        "history": history,
+        "dispositions": svc.alerts.dispositions(alert.alert_id),
+        "plot": plot_locations(points),
+        "hops": travel_hops(alert),
+        "now": svc.now(),
+    }
+
+
+def _load_alert(svc: Services, alert_id: str) -> AlertView:
+    if not is_alert_id(alert_id):
+        abort(404, description="There is no alert with this id.")
+    alert = svc.alerts.get(alert_id)
+    if alert is None:
+        abort(404, description="There is no alert with this id.")
+    return alert
+
+
+@bp.get("/alerts/<alert_id>")
+def alert_detail(alert_id: str) -> str:
+    svc = services()
+    svc.ensure_indexes()
+    alert = _load_alert(svc, alert_id)
+    return render_template("detail.html", **_detail_context(svc, alert))
+
+
+def validate_comment(comment: str) -> str:
+    """A disposition comment: plain text, bounded, and never a card number."""
+    comment = comment.strip()
+    if len(comment) > MAX_COMMENT_CHARS:
+        raise InvalidParameter("comment", f"must be at most {MAX_COMMENT_CHARS} characters")
+    if contains_pan(comment):
+        raise InvalidParameter(
+            "comment",
+            "looks like it contains a card number: refer to the card by its masked form "
+            "(first 6 + last 4) instead",
+        )
+    return comment
+
+
+@bp.post("/alerts/<alert_id>/disposition")
+@analyst_required
+def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
+    svc = services()
+    values = single_values(
+        request.form.to_dict(flat=False),
+        ("seen", "to", "comment", "version", "csrf_token"),
+        max_chars=MAX_COMMENT_CHARS * 2,
+    )
+    seen = check_status("seen", values.get("seen", ""))
+    to = check_status("to", values.get("to", ""))
+    comment = validate_comment(values.get("comment", ""))
+    version = parse_whole_number("version", values["version"]) if "version" in values else None
+    alert = _load_alert(svc, alert_id)
+    user = current_user()
+    if user is None:
+        abort(403)
+    try:
+        svc.alerts.change_status(
+            alert.alert_id,
+            seen=seen,
+            to=to,
+            user=user.name,
+            comment=comment,
+            now=svc.now(),
+            seen_version=version,
+        )
+    except DispositionConflict as exc:
+        svc.metrics.dispositions.labels(to, "conflict").inc()
+        fresh = svc.alerts.get(alert.alert_id) or alert
+        context = _detail_context(svc, fresh)
+        return render_template("detail.html", conflict=str(exc), **context), 409
+    except TransitionNotAllowed as exc:
+        raise InvalidParameter("to", str(exc)) from None
+    except AlertNotFound:
+        abort(404, description="There is no alert with this id.")
+    svc.metrics.dispositions.labels(to, "ok").inc()
+    flash(f"Status changed to {STATUS_LABELS.get(to, to)}.", "success")
+    return redirect(url_for("console.alert_detail", alert_id=alert.alert_id), 303)
+
+
+def stats_payload(svc: Services, window_minutes: int) -> dict[str, Any]:
+    """What the dashboard and ``/api/stats`` show for the last ``window_minutes``."""
+    now = svc.now()
+    until = minute_floor(now) + timedelta(minutes=1)
+    since = until - timedelta(minutes=window_minutes)
+    outcome_since: datetime = now - timedelta(days=svc.settings.webapp_outcome_days)
+    return build_stats(
+        svc.alerts.minute_stats(since, until),
+        svc.alerts.outcomes(outcome_since),
+        since=since,
+        until=until,
+        outcome_since=outcome_since,
+    )
+
+
+@bp.get("/dashboard")
+def dashboard() -> str:
+    svc = services()
+    svc.ensure_indexes()
+    single_values(request.args.to_dict(flat=False), ())
+    stats = stats_payload(svc, 60)
+    return render_template("dashboard.html", stats=stats)
+
+
+@bp.app_context_processor
+def labels() -> dict[str, Any]:
+    return {"current_user": current_user()}

@@ -1,0 +1,65 @@
+"""Prometheus metrics for ``/metrics``: request counts and latency, logins, dispositions.
+
+Labels are route templates and status codes only, never alert data, users or card values.
+Each application gets its own registry; with ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn with
+several workers) the endpoint aggregates every worker's files instead.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+
+class WebMetrics:
+    def __init__(self, multiprocess_dir: str | None = None) -> None:
+        self._multiprocess_dir = multiprocess_dir
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "fraudwatch_webapp_requests",
+            "HTTP requests by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "fraudwatch_webapp_request_seconds",
+            "Time to answer a request, by route template.",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.logins = Counter(
+            "fraudwatch_webapp_logins",
+            "Login attempts by outcome (ok, failed, locked, rate_limited).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        # Which worker process answered this scrape (several gunicorn workers share a port).
+        self.worker = Gauge(
+            "fraudwatch_webapp_worker_pid",
+            "Process id of the worker that served this scrape.",
+            registry=self.registry,
+        )
+        self.worker.set(os.getpid())
+        self.dispositions = Counter(
+            "fraudwatch_webapp_dispositions",
+            "Alert status changes by target status and result (ok, conflict).",
+            ["to", "result"],
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        """The exposition text: this process's registry, or all workers' in multiprocess mode."""
+        if self._multiprocess_dir:
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry, path=self._multiprocess_dir)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)

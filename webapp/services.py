@@ -1,0 +1,46 @@
+"""The per-application objects the views use, built once in ``create_app``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from flask import current_app
+from pymongo import MongoClient
+
+from fraudwatch.cards import CardTokenizer
+from webapp.metrics import WebMetrics
+from webapp.settings import WebappSettings
+from webapp.store import AlertStore
+from webapp.users import AccessStore
+
+EXTENSION_KEY = "fraudwatch"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: WebappSettings
+    client: MongoClient[dict[str, object]]
+    alerts: AlertStore
+    access: AccessStore
+    tokenizer: CardTokenizer
+    metrics: WebMetrics
+    clock: Callable[[], datetime] = utc_now
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    def ensure_indexes(self) -> None:
+        self.alerts.ensure_indexes()
+        self.access.ensure_indexes()
+
+
+def services() -> Services:
+    """The current application's :class:`Services`."""
+    found: Services = current_app.extensions[EXTENSION_KEY]
+    return found

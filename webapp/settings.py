@@ -1,0 +1,88 @@
+"""The web app's settings: the shared MongoDB and token settings plus the console's own knobs.
+
+Built once in ``create_app`` and passed down; nothing else in the package reads the environment.
+Variable names are the upper-case field names (``WEBAPP_SECRET_KEY``, ``MONGODB_URI``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+from fraudwatch.settings import MongoSettings, TokenSettings
+
+Role = Literal["viewer", "analyst"]
+ROLES: tuple[Role, ...] = ("viewer", "analyst")
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
+
+Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+
+
+class ConfigUser(BaseModel):
+    """A user defined in ``WEBAPP_USERS`` (read-only in the console; the hash comes from
+    ``flask --app webapp hash-password``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Username
+    role: Role
+    password_hash: Annotated[str, StringConstraints(min_length=20, max_length=512)]
+
+
+class SettingsError(RuntimeError):
+    """The configuration cannot work; the message says which variable to set and how."""
+
+
+class WebappSettings(MongoSettings, TokenSettings):
+    """Everything the analyst console needs (see ``docs/webapp.md`` for the table)."""
+
+    # Signs session cookies. Required unless WEBAPP_CREATE_DEV_USER=1 (local development) or
+    # testing; every gunicorn worker must share it.
+    webapp_secret_key: SecretStr | None = None
+    # Users defined in configuration: a JSON list of {"name", "role", "password_hash"}.
+    webapp_users: list[ConfigUser] = Field(default_factory=list)
+    # `make run` sets this: ensure a user `dev` (analyst) with a fresh random password and print it.
+    webapp_create_dev_user: bool = False
+    # Secure flag on the session cookie; unset = on, except in development and tests.
+    webapp_cookie_secure: bool | None = None
+    webapp_session_hours: int = Field(default=12, gt=0, le=24 * 30)
+    # Brute-force protection, kept in MongoDB so every worker sees the same counts.
+    webapp_lockout_threshold: int = Field(default=10, gt=0)
+    webapp_lockout_minutes: int = Field(default=30, gt=0)
+    webapp_login_rate_limit: int = Field(default=30, gt=0)
+    webapp_login_rate_window_seconds: int = Field(default=600, gt=0)
+    # The queue shows this many hours back unless the analyst picks a time range.
+    webapp_queue_window_hours: int = Field(default=168, gt=0, le=24 * 366)
+    webapp_page_size: int = Field(default=50, gt=0, le=500)
+    webapp_poll_seconds: int = Field(default=3, gt=0, le=60)
+    # How far back the dashboard's analyst-outcome (precision) panel looks.
+    webapp_outcome_days: int = Field(default=30, gt=0, le=366)
+    # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
+    webapp_proxy_count: int = Field(default=0, ge=0, le=5)
+    # Set by the process manager for gunicorn with several workers (prometheus-client's name).
+    prometheus_multiproc_dir: str | None = None
+    webapp_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def secret_key(self, *, development: bool) -> str | None:
+        """The session signing key, or ``None`` when development may use a random one.
+
+        Raises:
+            SettingsError: outside development when ``WEBAPP_SECRET_KEY`` is missing or short.
+        """
+        if self.webapp_secret_key is not None:
+            value = self.webapp_secret_key.get_secret_value()
+            if len(value) >= 32:
+                return value
+            raise SettingsError(
+                "WEBAPP_SECRET_KEY is too short: use at least 32 random characters, e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        if development:
+            return None
+        raise SettingsError(
+            "WEBAPP_SECRET_KEY is not set: the console signs session cookies with it and every "
+            "gunicorn worker must share it. Set it to a long random secret, e.g. "
+            "`export WEBAPP_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')`"
+            "; for local development use `make run` (WEBAPP_CREATE_DEV_USER=1)."
+        )

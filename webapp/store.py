@@ -1,0 +1,298 @@
+"""``AlertStore``: every MongoDB read and write the console makes on alerts, stats and the
+disposition audit trail.
+
+Each method is one query shape backed by one index from ``fraudwatch.alert_store`` (named in
+its docstring; ``docs/webapp.md`` has the table). List views are bounded by event time,
+sorted by (timestamp, _id) descending and paged by range on that pair, never by skip.
+Only portable features are used: find with sort/limit, count_documents, update_one,
+insert_one and aggregate with $match/$unwind/$group (see ``docs/webapp.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.database import Database
+from pymongo.errors import DuplicateKeyError
+
+from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
+from webapp.documents import (
+    OUTCOMES,
+    STATUSES,
+    TRANSITIONS,
+    AlertView,
+    DispositionView,
+    MinuteStats,
+)
+from webapp.queries import AlertQuery
+
+Doc = dict[str, Any]
+
+QUEUE_SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
+# What a queue row needs; reasons and evidence stay on the server until the detail page.
+QUEUE_FIELDS = {
+    name: 1
+    for name in (
+        "timestamp",
+        "detected_at",
+        "status",
+        "severity",
+        "score",
+        "card_token",
+        "card_masked",
+        "card_last4",
+        "account_id",
+        "amount",
+        "currency",
+        "merchant_id",
+        "merchant_name",
+        "merchant_category",
+        "channel",
+        "country",
+        "rules",
+        "transaction_id",
+        "status_changed_at",
+        "status_changed_by",
+        "status_version",
+    )
+}
+MAX_COMMENT_CHARS = 2000
+
+
+def _version(doc: Doc) -> int:
+    value = doc.get("status_version", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+class AlertNotFound(LookupError):
+    """No alert has this id."""
+
+
+class TransitionNotAllowed(ValueError):
+    """The state machine does not allow this change (e.g. open -> confirmed_fraud)."""
+
+
+class DispositionConflict(RuntimeError):
+    """Someone changed the alert's status after the analyst loaded it."""
+
+    def __init__(self, seen: str, current: str) -> None:
+        super().__init__(
+            f"This alert is now '{current}', not '{seen}' as when you opened it: someone else "
+            "changed it meanwhile. Reload the alert to see the latest history, then decide again."
+        )
+        self.seen = seen
+        self.current = current
+
+
+@dataclass(frozen=True, slots=True)
+class AlertPage:
+    """One page of the queue, with cursors to the neighbouring pages."""
+
+    alerts: list[AlertView]
+    older: str | None
+    newer: str | None
+    is_first: bool
+
+    def signature(self) -> str:
+        """Changes when the page's rows or their statuses change (drives live refresh)."""
+        digest = hashlib.sha256()
+        for a in self.alerts:
+            digest.update(f"{a.alert_id}:{a.status};".encode())
+        return digest.hexdigest()[:16]
+
+
+class AlertStore:
+    """The console's view of the ``alerts``, ``alert_stats`` and ``dispositions`` collections."""
+
+    def __init__(self, db: Database[Doc], *, queue_window: timedelta) -> None:
+        self._db = db
+        self._alerts = db[ALERTS]
+        self._stats = db[ALERT_STATS]
+        self._dispositions = db[DISPOSITIONS]
+        self.queue_window = queue_window
+        self._indexes_ready = False
+        self._lock = threading.Lock()
+
+    @property
+    def database(self) -> Database[Doc]:
+        return self._db
+
+    def ping(self) -> None:
+        """Raise ``PyMongoError`` unless the server answers."""
+        self._db.client.admin.command("ping")
+
+    def ensure_indexes(self) -> None:
+        """Create the shared alert indexes once per process (the dataflow does the same)."""
+        if self._indexes_ready:
+            return
+        with self._lock:
+            if not self._indexes_ready:
+                ensure_indexes(self._db)
+                self._indexes_ready = True
+
+    # --- queue -------------------------------------------------------------------------------
+
+    def page(self, query: AlertQuery, limit: int, now: datetime) -> AlertPage:
+        """A page of alerts, newest first.
+
+        Index: ``queue`` (timestamp, _id) without filters; ``by_status`` /
+        ``by_status_severity`` / ``by_severity`` / ``by_rule`` / ``by_card`` / ``by_last4`` /
+        ``by_merchant`` when that filter is set. The time range bounds the index scan and the
+        cursor continues it, so page 1000 costs what page 1 costs.
+        """
+        flt = query.mongo_filter(now, self.queue_window)
+        if query.after is not None:
+            # Newer page: walk the same index upwards from the cursor, then flip.
+            asc = [("timestamp", ASCENDING), ("_id", ASCENDING)]
+            docs = list(self._alerts.find(flt, QUEUE_FIELDS).sort(asc).limit(limit + 1))
+            if len(docs) <= limit:
+                return self.page(query.first_page(), limit, now)
+            rows = [AlertView.from_doc(d) for d in reversed(docs[:limit])]
+            return AlertPage(rows, older=rows[-1].cursor, newer=rows[0].cursor, is_first=False)
+        docs = list(self._alerts.find(flt, QUEUE_FIELDS).sort(QUEUE_SORT).limit(limit + 1))
+        rows = [AlertView.from_doc(d) for d in docs[:limit]]
+        older = rows[-1].cursor if len(docs) > limit and rows else None
+        if query.before is None:
+            return AlertPage(rows, older=older, newer=None, is_first=True)
+        newer = rows[0].cursor if rows else query.before.encode()
+        return AlertPage(rows, older=older, newer=newer, is_first=False)
+
+    def status_counts(self, query: AlertQuery, now: datetime) -> dict[str, int]:
+        """Alerts per status for the current filters (ignoring the status filter itself).
+
+        One ``count_documents`` per status: with no other filter each is an index-only count
+        on ``by_status`` (``by_status_severity`` with a severity), bounded by the time range.
+        """
+        base = query.first_page().mongo_filter(now, self.queue_window, with_status=False)
+        return {s: self._alerts.count_documents({**base, "status": s}) for s in STATUSES}
+
+    # --- one alert ---------------------------------------------------------------------------
+
+    def get(self, alert_id: str) -> AlertView | None:
+        """One alert by ``_id`` (the primary key)."""
+        doc = self._alerts.find_one({"_id": alert_id})
+        return AlertView.from_doc(doc) if doc else None
+
+    def card_history(self, card_token: str, limit: int = 50) -> list[AlertView]:
+        """The card's alerts, newest first. Index: ``by_card`` (card_token, timestamp)."""
+        if not card_token:
+            return []
+        cursor = self._alerts.find({"card_token": card_token}, QUEUE_FIELDS)
+        return [AlertView.from_doc(d) for d in cursor.sort(QUEUE_SORT).limit(limit)]
+
+    def dispositions(self, alert_id: str) -> list[DispositionView]:
+        """The alert's audit trail, oldest first. Index: ``by_alert`` (alert_id, at)."""
+        cursor = self._dispositions.find({"alert_id": alert_id}, {"_id": 0})
+        return [DispositionView.from_doc(d) for d in cursor.sort([("at", ASCENDING)]).limit(500)]
+
+    def change_status(
+        self,
+        alert_id: str,
+        *,
+        seen: str,
+        to: str,
+        user: str,
+        comment: str,
+        now: datetime,
+        seen_version: int | None = None,
+    ) -> DispositionView:
+        """Move an alert through the state machine and record who did it.
+
+        Compare-and-set built on the one primitive that is atomic on every server: an insert
+        with a unique ``_id``. The audit entry's ``_id`` is ``<alert id>:<version>``, the
+        version of the status the analyst saw, so of two analysts acting on the same view
+        exactly one insert succeeds; the loser gets :class:`DispositionConflict`. The winner
+        then moves the alert's ``status``/``status_version`` forward with a conditional
+        ``update_one``. (A conditional update alone is atomic on MongoDB but not on FerretDB
+        v1, where concurrent updates of one document can all match.) If a process dies
+        between the two writes, the next attempt finds the orphaned entry and rolls the alert
+        forward to it before answering with a conflict.
+
+        Raises:
+            TransitionNotAllowed, AlertNotFound, DispositionConflict, PyMongoError
+        """
+        doc = self._alerts.find_one({"_id": alert_id}, {"status": 1, "status_version": 1})
+        if doc is None:
+            raise AlertNotFound(alert_id)
+        current = str(doc.get("status", "open"))
+        version = _version(doc)
+        if current != seen or (seen_version is not None and seen_version != version):
+            raise DispositionConflict(seen, current)
+        if to not in TRANSITIONS.get(seen, ()):
+            allowed = ", ".join(TRANSITIONS.get(seen, ())) or "nothing"
+            raise TransitionNotAllowed(f"An alert in '{seen}' can move to {allowed}, not '{to}'.")
+        entry = {
+            "_id": f"{alert_id}:{version}",
+            "alert_id": alert_id,
+            "at": now,
+            "user": user,
+            "from": seen,
+            "to": to,
+            "comment": comment,
+            "version": version + 1,
+        }
+        try:
+            self._dispositions.insert_one(entry)
+        except DuplicateKeyError:
+            self._roll_forward(alert_id, version)
+            fresh = self._alerts.find_one({"_id": alert_id}, {"status": 1}) or {}
+            raise DispositionConflict(seen, str(fresh.get("status", current))) from None
+        self._apply(alert_id, version, to, user, now)
+        return DispositionView.from_doc(entry)
+
+    def _apply(self, alert_id: str, version: int, to: str, user: str, at: datetime) -> None:
+        at_version: Any = {"$exists": False} if version == 0 else version
+        self._alerts.update_one(
+            {"_id": alert_id, "status_version": at_version},
+            {
+                "$set": {
+                    "status": to,
+                    "status_version": version + 1,
+                    "status_changed_at": at,
+                    "status_changed_by": user,
+                }
+            },
+        )
+
+    def _roll_forward(self, alert_id: str, version: int) -> None:
+        """Apply a winning audit entry whose status update never happened (crash recovery);
+        a no-op when the winner's update already went through."""
+        claim = self._dispositions.find_one({"_id": f"{alert_id}:{version}"})
+        if claim is not None:
+            at = claim.get("at")
+            when = at if isinstance(at, datetime) else datetime.now(UTC)
+            self._apply(alert_id, version, str(claim.get("to")), str(claim.get("user")), when)
+
+    # --- dashboard ---------------------------------------------------------------------------
+
+    def minute_stats(self, since: datetime, until: datetime) -> list[MinuteStats]:
+        """Per-minute counts in [since, until), oldest first. Index: ``by_minute``."""
+        cursor = self._stats.find({"minute": {"$gte": since, "$lt": until}}, {"_id": 0})
+        rows = (MinuteStats.from_doc(d) for d in cursor.sort([("minute", ASCENDING)]).limit(2000))
+        return [r for r in rows if r is not None]
+
+    def outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
+        """Analysts' verdicts per rule since ``since``: {rule: {outcome status: count}}.
+
+        One aggregation per outcome, each an equality on ``status`` plus a time range, so
+        ``by_status`` (status, timestamp) bounds it. (A single ``$group`` on the compound key
+        {rule, status} would do, but FerretDB v1 drops all but the first key of a compound
+        group ``_id``, and a ``$project`` of ``_id: 0`` before ``$group`` crashes it.)
+        """
+        out: dict[str, dict[str, int]] = {}
+        for status in OUTCOMES:
+            pipeline: list[Doc] = [
+                {"$match": {"status": status, "timestamp": {"$gte": since}}},
+                {"$unwind": "$rules"},
+                {"$group": {"_id": "$rules", "n": {"$sum": 1}}},
+            ]
+            for row in self._alerts.aggregate(pipeline):
+                rule = row.get("_id")
+                if isinstance(rule, str):
+                    out.setdefault(rule, {})[status] = int(row.get("n", 0))
+        return out
