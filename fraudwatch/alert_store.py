@@ -19,6 +19,7 @@ Only features that behave the same on MongoDB 7/8 and FerretDB v1 are used here:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -26,12 +27,15 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, OperationFailure
 
 ALERTS = "alerts"
 ALERT_STATS = "alert_stats"
 DISPOSITIONS = "dispositions"
 DUPLICATE_KEY = 11000
+INDEX_OPTIONS_CONFLICT = 85
+INDEX_KEY_SPECS_CONFLICT = 86
+_log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 
@@ -52,7 +56,8 @@ ALERT_INDEXES: list[IndexModel] = [
         name="by_status_severity",
     ),
     IndexModel(
-        [("severity", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_severity"
+        [("severity", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
+        name="by_severity",
     ),
     IndexModel(
         [("card_token", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_card"
@@ -61,7 +66,8 @@ ALERT_INDEXES: list[IndexModel] = [
         [("card_last4", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_last4"
     ),
     IndexModel(
-        [("merchant_id", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_merchant"
+        [("merchant_id", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
+        name="by_merchant",
     ),
     IndexModel(
         [("rules", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_rule"
@@ -77,7 +83,9 @@ def ensure_indexes(db: Database[Doc]) -> None:
     """Create every index the console and the sink rely on (idempotent).
 
     One index per command: FerretDB v1.24 drops the connection (a server-side panic) when a
-    single createIndexes command repeats several indexes that already exist.
+    single createIndexes command repeats several indexes that already exist. An existing index
+    with the same name but an older definition is replaced (dropped and rebuilt), so a new
+    release's index list takes effect on start.
     """
     for coll, models in (
         (ALERTS, ALERT_INDEXES),
@@ -85,7 +93,18 @@ def ensure_indexes(db: Database[Doc]) -> None:
         (DISPOSITIONS, DISPOSITION_INDEXES),
     ):
         for model in models:
-            db[coll].create_indexes([model])
+            try:
+                db[coll].create_indexes([model])
+            except OperationFailure as exc:
+                if exc.code not in (INDEX_OPTIONS_CONFLICT, INDEX_KEY_SPECS_CONFLICT):
+                    raise
+                name = model.document["name"]
+                _log.warning(
+                    "replacing index with an outdated definition",
+                    extra={"collection": coll, "index": name},
+                )
+                db[coll].drop_index(name)
+                db[coll].create_indexes([model])
 
 
 def stats_upserts(minutes: Iterable[Doc]) -> list[UpdateOne]:

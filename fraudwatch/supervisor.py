@@ -41,7 +41,7 @@ def _components() -> list[Component]:
             [py, "-m", "dataflows.run", "--recovery-dir", str(recovery)],
             {
                 "BYTEWAX_DATAFLOW_API_ENABLED": "1",
-                "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(RUN_DIR / "dataflow.json"),
+                "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(RUN_DIR),  # a directory
             },
         ),
         Component(

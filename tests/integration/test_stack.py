@@ -132,3 +132,13 @@ def test_a_taken_port_gives_a_clear_error(tmp_path: Path) -> None:
         stack = LocalStack(StackConfig(data_dir=tmp_path, mongo_port=port))
         with pytest.raises(StackError, match=f"port {port} .* is taken"):
             stack.start_mongo()
+
+
+def test_ensure_indexes_replaces_an_index_whose_definition_changed(mongo_db) -> None:
+    from fraudwatch.alert_store import ensure_indexes
+
+    mongo_db["alerts"].create_index([("severity", 1)], name="by_severity")  # an old release's
+    ensure_indexes(mongo_db)
+    ensure_indexes(mongo_db)  # idempotent afterwards
+    info = mongo_db["alerts"].index_information()
+    assert info["by_severity"]["key"] == [("severity", 1), ("timestamp", -1), ("_id", -1)]
