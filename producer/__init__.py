@@ -1,1 +1,1 @@
-"""fraudwatch producer (see docs/architecture.md)."""
+"""fraudwatch producer: card traffic with labelled fraud, file replay (see docs/producer.md)."""

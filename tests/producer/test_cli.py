@@ -1,0 +1,169 @@
+"""The command line without a broker: options, determinism, files, errors and exit codes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner, Result
+
+from fraudwatch.contract import parse_transaction
+from producer.cli import main, parse_duration, parse_speed, parse_start
+from tests.factories import make_txn
+
+START = "2026-11-25T00:00:00Z"
+START_MS = 1_795_564_800_000
+
+
+def _generate(tmp_path: Path, name: str, *args: str) -> Result:
+    return CliRunner().invoke(
+        main,
+        [
+            "generate", "--no-kafka", "--rate", "max", "--cards", "300", "--merchants", "120",
+            "--seed", "42", "--start", START,
+            "--out", str(tmp_path / f"{name}.jsonl"),
+            "--labels-out", str(tmp_path / f"{name}.labels"),
+            *args,
+        ],
+    )  # fmt: skip
+
+
+def test_same_seed_and_start_write_byte_identical_records_and_labels(tmp_path: Path) -> None:
+    args = ("--count", "20000", "--fraud-ratio", "0.03", "--bad-ratio", "0.01")
+    first, second = _generate(tmp_path, "a", *args), _generate(tmp_path, "b", *args)
+    assert first.exit_code == second.exit_code == 0, first.output
+    assert (tmp_path / "a.jsonl").read_bytes() == (tmp_path / "b.jsonl").read_bytes()
+    assert (tmp_path / "a.labels").read_bytes() == (tmp_path / "b.labels").read_bytes()
+    assert len((tmp_path / "a.jsonl").read_bytes().splitlines()) == 20000
+
+
+def test_labels_list_every_fraudulent_and_malformed_record_without_kafka_positions(
+    tmp_path: Path,
+) -> None:
+    result = _generate(tmp_path, "a", "--count", "20000", "--fraud-ratio", "0.03",
+                       "--bad-ratio", "0.01")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    labels = [orjson.loads(x) for x in (tmp_path / "a.labels").read_bytes().splitlines()]
+    records = (tmp_path / "a.jsonl").read_bytes().splitlines()
+    assert {tuple(label) for label in labels} == {
+        ("transaction_id", "account_id", "story_id", "scenario", "partition", "offset")
+    }
+    assert all(label["partition"] is None and label["offset"] is None for label in labels)
+    labelled = {label["transaction_id"] for label in labels}
+    valid_unlabelled = 0
+    for line in records:
+        try:
+            txn = parse_transaction(line)
+        except ValueError:
+            continue  # malformed: labelled by id, checked below
+        if txn.transaction_id not in labelled:
+            valid_unlabelled += 1
+    malformed = [x for x in labels if x["scenario"] == "malformed"]
+    assert len(records) - valid_unlabelled == len(labels)
+    assert 100 < len(malformed) < 300
+    assert "by scenario: genuine" in result.output
+
+
+def test_days_stops_at_the_end_of_the_simulated_period(tmp_path: Path) -> None:
+    result = _generate(tmp_path, "a", "--days", "1")
+    assert result.exit_code == 0, result.output
+    lines = (tmp_path / "a.jsonl").read_bytes().splitlines()
+    last = parse_transaction(lines[-1]).timestamp.timestamp() * 1000
+    assert START_MS + 20 * 3_600_000 < last < START_MS + 86_400_000
+    assert "stopped (days)" in result.output
+
+
+def test_count_zero_sends_nothing(tmp_path: Path) -> None:
+    result = _generate(tmp_path, "a", "--count", "0")
+    assert result.exit_code == 0
+    assert (tmp_path / "a.jsonl").read_bytes() == b""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--rate", "fast"], "--rate must be a positive number or 'max'"),
+        (["--rate", "0"], "--rate must be a positive number"),
+        (["--duration", "soon"], "is not a duration"),
+        (["--start", "yesterday"], "is not a time"),
+        (["--clock", "wall", "--rate", "max"], "--clock wall needs a numeric --rate"),
+        (["--fraud-ratio", "0.5", "--bad-ratio", "0.45"], "leave genuine traffic"),
+        (["--cards", "3"], "--cards"),
+    ],
+)
+def test_bad_options_are_refused_with_a_message_and_exit_code_2(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["generate", "--no-kafka", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_an_unreachable_broker_fails_clearly_with_exit_code_2(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = CliRunner().invoke(
+        main,
+        ["generate", "--bootstrap-servers", "127.0.0.1:1", "--cards", "50", "--merchants", "50",
+         "--count", "10"],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "Kafka is not reachable at 127.0.0.1:1" in result.output
+    assert "make up" in result.output
+    assert time.monotonic() - started < 15
+
+
+def test_replay_refuses_an_invalid_file_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(orjson.dumps(make_txn()) + b"\n" + orjson.dumps(make_txn(amount=-1)) + b"\n")
+    result = CliRunner().invoke(main, ["replay", "--no-kafka", str(path)])
+    assert result.exit_code == 1
+    assert "line 2: invalid_transaction: amount" in result.output
+    assert "nothing was sent" in result.output
+
+
+def test_replay_skip_invalid_sends_the_rest_and_lists_what_it_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"{oops\n" + orjson.dumps(make_txn()) + b"\n")
+    result = CliRunner().invoke(main, ["replay", "--no-kafka", "--skip-invalid", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "sent 1 records" in result.output
+    assert "line 1: invalid_json" in result.output
+
+
+def test_replay_raw_cannot_be_sorted(tmp_path: Path) -> None:
+    path = tmp_path / "history.jsonl"
+    path.write_bytes(b"x\n")
+    result = CliRunner().invoke(main, ["replay", "--no-kafka", "--raw", "--sort", str(path)])
+    assert result.exit_code == 2
+    assert "cannot be combined" in result.output
+
+
+def test_duration_speed_and_start_parsers() -> None:
+    assert [parse_duration(x) for x in ("90", "30s", "5m", "2h", "1d")] == [
+        90, 30, 300, 7200, 86400
+    ]  # fmt: skip
+    assert parse_speed("max", "--speed") is None
+    assert parse_speed("2.5", "--speed") == 2.5
+    assert parse_start(START) == START_MS
+    assert parse_start("2026-11-25T01:00:00+01:00") == START_MS
+    assert parse_start("2026-11-25T00:00:00") == START_MS  # no offset: UTC
+    assert parse_start("2026-11-25T00:00:00.123Z") == START_MS + 123  # exact milliseconds
+
+
+@pytest.mark.parametrize(("speed", "seconds"), [("max", 0.0), ("20", 0.5)])
+def test_replay_speed_follows_event_time_scaled_by_the_speed(
+    tmp_path: Path, speed: str, seconds: float
+) -> None:
+    path = tmp_path / "ten-seconds.jsonl"
+    lines = [
+        orjson.dumps(make_txn(transaction_id=f"tx-{i}", timestamp=f"2026-11-25T10:00:{i:02d}Z"))
+        for i in range(11)
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["replay", "--no-kafka", "--speed", speed, str(path)])
+    assert result.exit_code == 0, result.output
+    assert "sent 11 records" in result.output
+    assert time.monotonic() - started == pytest.approx(seconds, abs=0.25)
