@@ -18,21 +18,12 @@ from typing import Any, NamedTuple
 
 from dataflows.ruleset import SEVERITY_RANK, RuleSet
 from fraudwatch.contract import Alert, CardEvent, Reason, alert_id_for, format_ts
+from fraudwatch.geo import haversine_km
 
 # One transaction in state is STRIDE doubles in ``CardState.ev``: event time (epoch ms),
 # amount in the base currency, latitude, longitude, card-present flag.
 STRIDE = 5
 _TS, _AMT, _LAT, _LON, _CP = range(STRIDE)
-_EARTH_KM = 6371.0088
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * _EARTH_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 class CardState:

@@ -7,6 +7,7 @@ plus any scaling flags given after ``--`` (``-w 2``, or ``-i 0 -a "host1:2101;ho
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
@@ -18,14 +19,38 @@ import click
 RECOVERY_PARTITIONS = 4
 
 
-def ensure_recovery_store(path: Path, partitions: int = RECOVERY_PARTITIONS) -> bool:
-    """Create the recovery store once. Returns True when it was created now."""
+OWNER_FILE = "fraudwatch-recovery.json"
+
+
+class RecoveryStoreMismatch(click.ClickException):
+    """The store holds offsets and state of another input topic."""
+
+
+def ensure_recovery_store(
+    path: Path, topic: str | None = None, partitions: int = RECOVERY_PARTITIONS
+) -> bool:
+    """Create the recovery store once. Returns True when it was created now.
+
+    The store remembers the input topic it was made for: resuming it against another topic
+    would make Bytewax panic on unknown partitions, so that is refused with a clear message.
+    """
+    owner = path / OWNER_FILE
     if path.exists() and any(path.glob("part-*.sqlite3")):
+        if topic is not None and owner.exists():
+            made_for = json.loads(owner.read_text()).get("topic")
+            if made_for != topic:
+                raise RecoveryStoreMismatch(
+                    f"recovery store {path} holds the state of topic {made_for!r}, but "
+                    f"TRANSACTIONS_TOPIC is {topic!r}: use another --recovery-dir, or delete "
+                    "the store to start that topic from the beginning"
+                )
         return False
     from bytewax.recovery import init_db_dir
 
     path.mkdir(parents=True, exist_ok=True)
     init_db_dir(path, partitions)  # type: ignore[no-untyped-call]
+    if topic is not None:
+        owner.write_text(json.dumps({"topic": topic, "partitions": partitions}))
     return True
 
 
@@ -59,7 +84,9 @@ def main(
     bytewax_args: tuple[str, ...],
 ) -> None:
     """Run dataflows.fraud with recovery on."""
-    created = ensure_recovery_store(recovery_dir)
+    from dataflows.settings import DataflowSettings
+
+    created = ensure_recovery_store(recovery_dir, DataflowSettings().transactions_topic)
     if created:
         print(
             f"initialised {RECOVERY_PARTITIONS} recovery partitions in {recovery_dir}",

@@ -114,7 +114,10 @@ def main() -> int:
             procs.append((comp.name, proc))
             threading.Thread(target=_pump, args=(comp.name, proc), daemon=True).start()
         if any(name == "webapp" for name, _ in procs):
-            print("[run] analyst console: http://127.0.0.1:5000  (credentials printed above)")
+            print(
+                "[run] analyst console: http://127.0.0.1:5000 "
+                "(log in with the [webapp] line 'dev user: dev / ...')"
+            )
         print("[run] running; Ctrl-C stops everything this command started")
         while not stopping.is_set():
             for name, proc in procs:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-EARTH_RADIUS_KM = 6371.0088
-
 
 @dataclass(frozen=True, slots=True)
 class Country:
@@ -231,15 +229,6 @@ CITIES: tuple[City, ...] = (
     _city("Lagos", "NG", 6.524, 3.379, fraud=3.0, radius_km=20),
     _city("Abuja", "NG", 9.076, 7.399, fraud=0.5),
 )
-
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in kilometres."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp = p2 - p1
-    dl = math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(a)))
 
 
 def offset_km(lat: float, lon: float, north_km: float, east_km: float) -> tuple[float, float]:

@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
-from producer.geo import CITIES, cash_unit, haversine_km, offset_km
+from fraudwatch.geo import haversine_km
+from producer.geo import CITIES, cash_unit, offset_km
 from producer.population import Card, Merchant, Population
 from producer.records import CardState, Planned
 

@@ -38,8 +38,9 @@ from typing import Any, Literal
 
 import orjson
 
+from fraudwatch.geo import haversine_km
 from producer import malformed
-from producer.geo import CITIES, cash_unit, haversine_km
+from producer.geo import CITIES, cash_unit
 from producer.population import Card, Population
 from producer.records import MALFORMED, CardState, Label, Planned, Record
 from producer.scenarios import SCENARIOS, StoryKit, expected_fraud_per_story

@@ -19,6 +19,7 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from fraudwatch.cards import contains_pan
+from fraudwatch.geo import haversine_km
 from webapp.auth import analyst_required, current_user
 from webapp.dashboard import build_stats, minute_floor
 from webapp.documents import (
@@ -27,7 +28,7 @@ from webapp.documents import (
     to_epoch_ms,
     travel_hops,
 )
-from webapp.geo import haversine_km, plot_locations
+from webapp.geo import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from webapp.geo import haversine_km
+from fraudwatch.geo import haversine_km
 
 Doc = dict[str, Any]
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dataflows.detector import CardState, Detector, Outcome, haversine_km
+from dataflows.detector import CardState, Detector, Outcome
 from dataflows.ruleset import RuleSet, load_ruleset
+from fraudwatch.geo import haversine_km
 from tests.factories import make_event
 
 MIN = 60_000

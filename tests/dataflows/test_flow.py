@@ -170,3 +170,12 @@ def test_every_kind_of_bad_input_leaves_the_flow_running(bad: bytes) -> None:
     outs = run_flow(records([bad, *values]))
     assert len(outs["dlq"]) == 1
     assert sum(d["transactions"] for d in {x["_id"]: x for x in outs["sm"]}.values()) == len(values)
+
+
+def test_a_recovery_store_refuses_another_input_topic(tmp_path: Path) -> None:
+    from dataflows.run import RecoveryStoreMismatch, ensure_recovery_store
+
+    assert ensure_recovery_store(tmp_path / "r", "topic-a")
+    assert not ensure_recovery_store(tmp_path / "r", "topic-a")
+    with pytest.raises(RecoveryStoreMismatch, match="topic-a"):
+        ensure_recovery_store(tmp_path / "r", "topic-b")

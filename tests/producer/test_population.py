@@ -7,7 +7,8 @@ import statistics
 import pytest
 
 from fraudwatch.cards import luhn_valid
-from producer.geo import CITIES, COUNTRIES, EUR_RATES, haversine_km
+from fraudwatch.geo import haversine_km
+from producer.geo import CITIES, COUNTRIES, EUR_RATES
 from producer.population import Population, build_population
 
 

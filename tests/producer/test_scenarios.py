@@ -9,7 +9,8 @@ from collections import Counter
 
 import pytest
 
-from producer.geo import EUR_RATES, haversine_km
+from fraudwatch.geo import haversine_km
+from producer.geo import EUR_RATES
 from producer.population import Population
 from producer.records import CardState, Planned
 from producer.scenarios import (

@@ -15,7 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fraudwatch.contract import format_ts, parse_transaction
-from producer.geo import CITIES, EUR_RATES, haversine_km
+from fraudwatch.geo import haversine_km
+from producer.geo import CITIES, EUR_RATES
 from producer.population import Population
 from producer.records import MALFORMED, Record
 from producer.traffic import DAY_MS, TimestampFormatter, TrafficConfig, TrafficSimulator

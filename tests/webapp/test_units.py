@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.geo import haversine_km
 from webapp.dashboard import build_stats
 from webapp.documents import AlertView, MinuteStats, from_epoch_ms, to_epoch_ms, travel_hops
-from webapp.geo import haversine_km, plot_locations
+from webapp.geo import plot_locations
 from webapp.ops import RedactCardNumbers, mask_pans
 from webapp.queries import (
     LIST_PARAMS,
