@@ -50,5 +50,9 @@ typecheck: venv
 test: venv browser
 	@$(STACK) with-stack -- env PY=$(PY) scripts/check $(PYTEST_ARGS)
 
+# Refresh docs/screenshots from the browser tests (needs the stack: `make up` first).
+screenshots: venv browser
+	@FRAUDWATCH_SCREENSHOT_DIR=docs/screenshots $(PY) -m pytest -q tests/webapp/test_browser.py
+
 unit: venv
 	@$(PY) -m pytest -m 'not integration and not browser' $(PYTEST_ARGS)
