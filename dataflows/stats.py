@@ -17,7 +17,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows import metrics
 from dataflows.detector import Outcome
-from fraudwatch.alert_store import minute_id
+from fraudwatch.alert_store import NEW_MINUTE, minute_id
 
 MinuteCounts = dict[str, Any]  # {"transactions", "alerts", "late", "duplicates", "by_rule", ...}
 
@@ -80,9 +80,10 @@ def to_doc(minute: int, counts: MinuteCounts) -> dict[str, Any]:
     }
 
 
-# (minute -> counts, minutes not yet written): the dirty set is part of the snapshot so a
-# crash between counting and writing still ends with the minute rewritten after resume.
-StatsSnapshot = tuple[dict[int, MinuteCounts], tuple[int, ...]]
+# (minute -> counts, minutes not yet written, minutes written at least once): the dirty set
+# is part of the snapshot so a crash between counting and writing still ends with the minute
+# rewritten after resume; the written set lets a minute's first write be a cheap insert.
+StatsSnapshot = tuple[dict[int, MinuteCounts], tuple[int, ...], tuple[int, ...]]
 
 
 class MinuteStatsLogic(StatefulBatchLogic[dict[int, MinuteCounts], dict[str, Any], StatsSnapshot]):
@@ -93,9 +94,11 @@ class MinuteStatsLogic(StatefulBatchLogic[dict[int, MinuteCounts], dict[str, Any
     ) -> None:
         self.minutes: dict[int, MinuteCounts] = {}
         self.dirty: set[int] = set()
+        self.written: set[int] = set()
         if resume:
             self.minutes = {m: _copy(c) for m, c in resume[0].items()}
             self.dirty = set(resume[1])
+            self.written = set(resume[2])
         self.flush = timedelta(seconds=flush_s)
         self.retention = retention_minutes
         self.newest = max(self.minutes, default=0)
@@ -119,12 +122,19 @@ class MinuteStatsLogic(StatefulBatchLogic[dict[int, MinuteCounts], dict[str, Any
         return [], False
 
     def _emit(self) -> list[dict[str, Any]]:
-        docs = [to_doc(m, self.minutes[m]) for m in sorted(self.dirty)]
+        docs = []
+        for m in sorted(self.dirty):
+            doc = to_doc(m, self.minutes[m])
+            if m not in self.written:
+                doc[NEW_MINUTE] = True
+                self.written.add(m)
+            docs.append(doc)
         self.dirty.clear()
         self.due = None
         floor = self.newest - self.retention
         for m in [m for m in self.minutes if m < floor]:
             del self.minutes[m]
+        self.written = {m for m in self.written if m >= floor}
         return docs
 
     def on_notify(self) -> tuple[list[dict[str, Any]], bool]:
@@ -137,7 +147,11 @@ class MinuteStatsLogic(StatefulBatchLogic[dict[int, MinuteCounts], dict[str, Any
         return self.due
 
     def snapshot(self) -> StatsSnapshot:
-        return ({m: _copy(c) for m, c in self.minutes.items()}, tuple(sorted(self.dirty)))
+        return (
+            {m: _copy(c) for m, c in self.minutes.items()},
+            tuple(sorted(self.dirty)),
+            tuple(sorted(self.written)),
+        )
 
 
 def _copy(c: MinuteCounts) -> MinuteCounts:

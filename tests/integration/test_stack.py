@@ -142,3 +142,22 @@ def test_ensure_indexes_replaces_an_index_whose_definition_changed(mongo_db) -> 
     ensure_indexes(mongo_db)  # idempotent afterwards
     info = mongo_db["alerts"].index_information()
     assert info["by_severity"]["key"] == [("severity", 1), ("timestamp", -1), ("_id", -1)]
+
+
+def test_stats_first_writes_insert_and_a_replayed_first_write_still_rewrites(mongo_db) -> None:
+    from fraudwatch.alert_store import NEW_MINUTE, write_stats
+
+    coll = mongo_db["alert_stats"]
+    write_stats(coll, [{"_id": "m1", "transactions": 5, NEW_MINUTE: True}])
+    write_stats(coll, [{"_id": "m1", "transactions": 7}])
+    # After a crash the writer may not know it wrote m1 already: the insert collides and the
+    # complete counts still win.
+    write_stats(
+        coll,
+        [
+            {"_id": "m1", "transactions": 9, NEW_MINUTE: True},
+            {"_id": "m2", "transactions": 1, NEW_MINUTE: True},
+        ],
+    )
+    assert {d["_id"]: d["transactions"] for d in coll.find()} == {"m1": 9, "m2": 1}
+    assert NEW_MINUTE not in coll.find_one({"_id": "m2"})
