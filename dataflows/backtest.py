@@ -19,8 +19,7 @@ import click
 import orjson
 
 from dataflows.detector import CardState, Detector, Outcome
-from dataflows.edge import Edge
-from dataflows.kafka_io import RawRecord
+from dataflows.edge import Edge, RawRecord
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
 from fraudwatch.cards import CardTokenizer

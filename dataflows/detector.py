@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import sys
 from array import array
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from dataflows.ruleset import SEVERITY_RANK, RuleSet
@@ -446,8 +447,6 @@ class Detector:
 def _evidence_row(
     txn_id: str, ts: float, amount: float, lat: float, lon: float, country: str, cp: float
 ) -> dict[str, Any]:
-    from datetime import UTC, datetime
-
     return {
         "transaction_id": txn_id,
         "timestamp": format_ts(datetime.fromtimestamp(ts / 1000, UTC)),

@@ -8,10 +8,21 @@ original bytes, like the input topic).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
-from dataflows.kafka_io import RawRecord
 from fraudwatch.cards import CardTokenizer, mask_pan
 from fraudwatch.contract import CardEvent, DeadLetter, InvalidTransaction, parse_transaction
+
+
+class RawRecord(NamedTuple):
+    """One input message as it came off the topic (the value may hold a PAN)."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int | None  # Kafka timestamp, epoch ms
+    value: bytes | None
+
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)

@@ -31,8 +31,8 @@ from bytewax.outputs import Sink
 
 from dataflows import metrics
 from dataflows.detector import CardState, Detector, Outcome
-from dataflows.edge import Edge
-from dataflows.kafka_io import CheckedKafkaSink, OutMessage, RawRecord, TransactionSource
+from dataflows.edge import Edge, RawRecord
+from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.mongo_io import MongoUpsertSink
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings

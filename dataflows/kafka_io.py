@@ -30,21 +30,13 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from dataflows.edge import RawRecord
+
 _log = logging.getLogger(__name__)
 
 
 class KafkaUnavailable(RuntimeError):
     """Kafka could not be reached or refused a write; the dataflow must stop (non-zero)."""
-
-
-class RawRecord(NamedTuple):
-    """One input message as it came off the topic (the value may hold a PAN)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: int | None  # Kafka timestamp, epoch ms
-    value: bytes | None
 
 
 def list_partitions(

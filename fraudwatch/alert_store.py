@@ -20,11 +20,11 @@ Only features that behave the same on MongoDB 7/8 and FerretDB v1 are used here:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, IndexModel, UpdateOne
+from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, OperationFailure
@@ -105,15 +105,6 @@ def ensure_indexes(db: Database[Doc]) -> None:
                 )
                 db[coll].drop_index(name)
                 db[coll].create_indexes([model])
-
-
-def stats_upserts(minutes: Iterable[Doc]) -> list[UpdateOne]:
-    """Whole-minute rewrites keyed by the minute: ``$set`` of complete counts, never ``$inc``."""
-    ops = []
-    for m in minutes:
-        fields = {k: v for k, v in m.items() if k != "_id"}
-        ops.append(UpdateOne({"_id": m["_id"]}, {"$set": fields}, upsert=True))
-    return ops
 
 
 def write_alerts(coll: Collection[Doc], docs: Sequence[Doc]) -> int:

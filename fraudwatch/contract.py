@@ -24,6 +24,8 @@ from pydantic import (
     ValidationError,
 )
 
+from fraudwatch.cards import luhn_valid
+
 SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 64 * 1024
@@ -140,8 +142,6 @@ def parse_transaction(raw: bytes | None) -> Transaction:
         raise InvalidTransaction(
             "timestamp_out_of_range", f"timestamp {txn.timestamp} is outside 2000-2100"
         )
-    from fraudwatch.cards import luhn_valid
-
     if not luhn_valid(txn.card_number):
         raise InvalidTransaction("luhn", "card_number fails the Luhn check")
     return txn

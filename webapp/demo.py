@@ -1,7 +1,7 @@
 """Synthetic alerts built with the shared contract (``Alert.to_mongo_doc``), for the demo
 command, the browser tests' screenshots and the query bench.
 
-They are written with the dataflow's own store code (``write_alerts``, ``stats_upserts``),
+They are written with the dataflow's own store code (``write_alerts``, ``write_stats``),
 so the documents have exactly the shape the dataflow produces, plus ``evidence_txns``.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from fraudwatch.alert_store import ALERT_STATS, ALERTS, minute_id, stats_upserts, write_alerts
+from fraudwatch.alert_store import ALERT_STATS, ALERTS, minute_id, write_alerts, write_stats
 from fraudwatch.cards import CardTokenizer, luhn_check_digit, mask_pan
 from fraudwatch.contract import Alert, CardEvent, Reason, alert_id_for, format_ts
 
@@ -206,5 +206,5 @@ def seed_demo(
         elif roll < 0.2:
             d["status"] = rng.choice(("confirmed_fraud", "dismissed", "investigating"))
     written = write_alerts(db[ALERTS], docs)
-    db[ALERT_STATS].bulk_write(stats_upserts(stats_for(docs, rng)), ordered=False)
+    write_stats(db[ALERT_STATS], stats_for(docs, rng))
     return written

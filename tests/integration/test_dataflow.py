@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from tests.integration.pipeline import (
     PipelineEnv,
     consume_all,
     essentials,
+    free_port,
     oracle,
     produce,
     wait_for,
@@ -42,12 +42,6 @@ def pipe(bootstrap: str, mongo_settings, mongo_client) -> Iterator[PipelineEnv]:
     yield env
     env.delete_topics()
     mongo_client.drop_database(env.db)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_pipeline_alerts_equal_the_backtest_and_bad_input_is_dead_lettered_once(
@@ -164,7 +158,7 @@ def test_workers_and_processes_give_the_same_alerts_as_one_worker(
     if layout == "two_workers":
         assert pipe.run_to_end(log, "-w", "2") == 0, log.read_text()[-3000:]
     else:
-        addresses = f"127.0.0.1:{_free_port()};127.0.0.1:{_free_port()}"
+        addresses = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
         procs = [
             pipe.start(log, "-i", str(i), "-a", addresses, FRAUD_STOP_AT_END="1") for i in (0, 1)
         ]
@@ -194,7 +188,7 @@ def test_unreachable_mongodb_fails_fast_with_a_clear_message(
     produce(pipe.bootstrap, pipe.tx, traffic(cards=2, per_card=2))
     code = pipe.run_to_end(
         log,
-        MONGODB_URI=f"mongodb://127.0.0.1:{_free_port()}",
+        MONGODB_URI=f"mongodb://127.0.0.1:{free_port()}",
         MONGODB_TIMEOUT_MS="1000",
         timeout=60,
     )
@@ -207,7 +201,7 @@ def test_metrics_count_inputs_dead_letters_and_alerts(pipe: PipelineEnv, tmp_pat
 
     values = traffic(cards=6, per_card=8)
     produce(pipe.bootstrap, pipe.tx, [*values, *BAD[:3]])
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "dataflow.log"
     proc = pipe.start(log, BYTEWAX_DATAFLOW_API_ENABLED="1", BYTEWAX_DATAFLOW_API_PORT=str(port))
     try:

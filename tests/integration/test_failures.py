@@ -6,7 +6,6 @@ ports and folder; the shared stack is never touched.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,24 +13,18 @@ import pytest
 
 from fraudwatch.devstack import LocalStack, StackConfig
 from tests.factories import traffic
-from tests.integration.pipeline import PipelineEnv, produce, wait_for
+from tests.integration.pipeline import PipelineEnv, free_port, produce, wait_for
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _private(tmp_path: Path) -> LocalStack:
     return LocalStack(
         StackConfig(
             data_dir=tmp_path / "stack",
-            kafka_port=_free_port(),
-            controller_port=_free_port(),
-            mongo_port=_free_port(),
+            kafka_port=free_port(),
+            controller_port=free_port(),
+            mongo_port=free_port(),
             topics={},
         )
     )

@@ -10,12 +10,7 @@ from pathlib import Path
 import pytest
 
 from fraudwatch.devstack import TOPICS, LocalStack, StackConfig, StackError, _pid_alive
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.integration.pipeline import free_port
 
 
 def test_kafka_round_trip_keeps_order_and_keys(bootstrap: str, make_topic) -> None:
@@ -99,12 +94,12 @@ def test_mongodb_insert_find_and_index_creation(mongo_db) -> None:
 @pytest.mark.slow
 def test_private_stack_starts_is_idempotent_and_stops_without_leftovers(tmp_path: Path) -> None:
     """What `make up && make up && make down` does, on private ports and a private folder."""
-    kafka_port = _free_port()
+    kafka_port = free_port()
     config = StackConfig(
         data_dir=tmp_path / "stack",
         kafka_port=kafka_port,
-        controller_port=_free_port(),
-        mongo_port=_free_port(),
+        controller_port=free_port(),
+        mongo_port=free_port(),
         topics={"p-tx": 3},
     )
     stack = LocalStack(config)
