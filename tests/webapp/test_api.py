@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from fraudwatch.alert_store import ALERT_STATS, stats_upserts
+from fraudwatch.alert_store import ALERT_STATS, write_stats
 from webapp.demo import demo_pan
 
 from .conftest import PASSWORD, build_app, make_user
@@ -67,20 +67,19 @@ def test_api_stats_sums_the_last_hour_and_judges_rule_precision(
     tool, seed, mongo_db, clock
 ) -> None:
     minute = clock.now.replace(second=0, microsecond=0) - timedelta(minutes=5)
-    mongo_db[ALERT_STATS].bulk_write(
-        stats_upserts(
-            [
-                {
-                    "_id": minute.strftime("%Y-%m-%dT%H:%MZ"),
-                    "minute": minute,
-                    "transactions": 1200,
-                    "alerts": 3,
-                    "by_rule": {"card_testing": 3},
-                    "by_severity": {"high": 2, "low": 1},
-                    "late": 4,
-                }
-            ]
-        )
+    write_stats(
+        mongo_db[ALERT_STATS],
+        [
+            {
+                "_id": minute.strftime("%Y-%m-%dT%H:%MZ"),
+                "minute": minute,
+                "transactions": 1200,
+                "alerts": 3,
+                "by_rule": {"card_testing": 3},
+                "by_severity": {"high": 2, "low": 1},
+                "late": 4,
+            }
+        ],
     )
     seed(rules=["card_testing"], status="confirmed_fraud")
     seed(rules=["card_testing"], status="confirmed_fraud")
