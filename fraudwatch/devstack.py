@@ -97,6 +97,12 @@ def _pid_alive(pid: int, marker: str) -> bool:
     return marker.encode() in cmdline
 
 
+def _reap(pid: int) -> None:
+    """Collect the exit status of a server we started ourselves, so no zombie is left."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
 def _need(tool: str, hint: str) -> str:
     path = shutil.which(tool)
     if path is None:
@@ -430,6 +436,7 @@ class LocalStack:
                     os.killpg(pid, signal.SIGKILL)
                 while _pid_alive(pid, svc.marker):
                     time.sleep(0.05)
+            _reap(pid)
             svc.pid_file.unlink(missing_ok=True)
 
     def kill(self, name: str) -> None:
@@ -440,6 +447,7 @@ class LocalStack:
             os.killpg(pid, signal.SIGKILL)
             while _pid_alive(pid, svc.marker):
                 time.sleep(0.05)
+            _reap(pid)
 
     def status(self) -> dict[str, int | None]:
         return {svc.name: self._running_pid(svc) for svc in (self.kafka, self.mongo)}
