@@ -1,0 +1,275 @@
+"""Crash equivalence, determinism and the retention gap, against the real stack.
+
+The backtest over the same input is the oracle: whatever happens to the process, MongoDB ends
+up holding exactly the alerts the backtest computes, once each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dataflows.run import ensure_recovery_store
+from fraudwatch.devstack import REPO_ROOT
+from tests.chaos import scale
+from tests.factories import traffic
+from tests.integration.pipeline import (
+    PipelineEnv,
+    consume_all,
+    essentials,
+    oracle,
+    produce,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+KILLS = scale(5, 8)
+CARDS = scale(500, 2_000)
+PER_CARD = scale(40, 100)  # 20,000 reduced, 200,000 full
+
+
+@pytest.fixture
+def pipe(bootstrap: str, mongo_settings: Any, mongo_client: Any) -> Iterator[PipelineEnv]:
+    env = PipelineEnv(bootstrap, mongo_settings.mongodb_uri)
+    env.create_topics()
+    yield env
+    env.delete_topics()
+    mongo_client.drop_database(env.db)
+
+
+def _recovery_args(recovery: Path) -> tuple[str, ...]:
+    ensure_recovery_store(recovery)
+    return ("-r", str(recovery), "-s", "1", "-b", "0")
+
+
+def _disposition(db: Any, alert_id: str) -> None:
+    """Move an alert to investigating through the console's own compare-and-set path."""
+    from webapp.store import AlertStore
+
+    store = AlertStore(db, queue_window=timedelta(days=1))
+    store.change_status(
+        alert_id,
+        seen="open",
+        to="investigating",
+        user="chaos",
+        comment="taken before the crash",
+        now=datetime.now(UTC),
+    )
+
+
+class LiveFeed(threading.Thread):
+    """Sends ``values`` at ``rate`` per second until told to stop (after at least ``minimum``)."""
+
+    def __init__(self, bootstrap: str, topic: str, values: list[bytes], rate: float, minimum: int):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.values = bootstrap, topic, values
+        self.rate, self.minimum = rate, minimum
+        self.sent = 0
+        self.enough = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            t0 = time.monotonic()
+            step = 50
+            for i in range(0, len(self.values), step):
+                if self.enough.is_set() and i >= self.minimum:
+                    break
+                produce(self.bootstrap, self.topic, self.values[i : i + step])
+                self.sent = i + len(self.values[i : i + step])
+                ahead = t0 + self.sent / self.rate - time.monotonic()
+                if ahead > 0:
+                    self.enough.wait(ahead)  # pacing, cut short once the kills are done
+        except BaseException as exc:  # reported by the test thread
+            self.error = exc
+
+
+def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
+    pipe: PipelineEnv, mongo_client: Any, tmp_path: Path, record_property: Any
+) -> None:
+    # A live stream that outlasts the kills: each kill lands while input is still arriving.
+    pool = traffic(cards=CARDS, per_card=3 * PER_CARD)
+    minimum = CARDS * PER_CARD
+    feed = LiveFeed(pipe.bootstrap, pipe.tx, pool, rate=minimum / (KILLS * 6), minimum=minimum)
+    args = _recovery_args(tmp_path / "recovery")
+    log = tmp_path / "dataflow.log"
+    db = mongo_client[pipe.db]
+    rng = random.Random(20261125)
+    feed.start()
+
+    kills = 0
+    disposed: str | None = None
+    seen = 0
+    try:
+        while kills < KILLS:
+            proc = pipe.start(log, *args)
+            try:
+                # Progress since the last kill: the restart resumed and writes alerts again.
+                floor = seen
+                wait_for(
+                    lambda f=floor: db.alerts.count_documents({}) > f,  # type: ignore[misc]
+                    120,
+                    f"progress after restart {kills}",
+                )
+                # The injected fault: a random moment while the stream is flowing.
+                time.sleep(rng.uniform(0.1, 1.5))
+                assert proc.poll() is None, f"the dataflow exited before kill {kills + 1}"
+                assert feed.is_alive(), f"the input ran out before kill {kills + 1}"
+            finally:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            kills += 1
+            seen = db.alerts.count_documents({})
+            if disposed is None:
+                disposed = next(iter(db.alerts.find({}, {"_id": 1}).limit(1)))["_id"]
+                _disposition(db, disposed)
+    finally:
+        feed.enough.set()
+        feed.join(timeout=120)
+    assert feed.error is None, feed.error
+    values = pool[: feed.sent]
+    expected = oracle(values)
+    assert len(expected) > 100
+
+    assert pipe.run_to_end(log, *args, timeout=600) == 0, log.read_text()[-3000:]
+
+    got = list(db.alerts.find())
+    ids = Counter(d["_id"] for d in got)
+    assert ids.most_common(1)[0][1] == 1, "an alert document is duplicated"
+    assert set(ids) == set(expected), (
+        f"lost {len(set(expected) - set(ids))}, spurious {len(set(ids) - set(expected))}"
+    )
+    by_id = {d["_id"]: d for d in got}
+    for aid, a in expected.items():
+        assert essentials(by_id[aid]) == essentials(a)
+    assert disposed is not None
+    assert by_id[disposed]["status"] == "investigating"
+    assert sum(d["transactions"] for d in db.alert_stats.find()) == len(values)
+
+    # At-least-once on Kafka: replays after a kill may re-send alerts; consumers dedupe on the
+    # message key + alert_id. Every expected alert is there at least once, nothing else is.
+    delivered = Counter(
+        json.loads(v)["alert_id"] for _, v in consume_all(pipe.bootstrap, pipe.alerts)
+    )
+    assert set(delivered) == set(expected)
+    duplicates = sum(delivered.values()) - len(delivered)
+    record_property("kills", kills)
+    record_property("transactions", len(values))
+    record_property("alerts", len(expected))
+    record_property("kafka_duplicate_deliveries", duplicates)
+    print(
+        f"\n[chaos] kills={kills} transactions={len(values)} alerts={len(expected)} "
+        f"lost=0 spurious=0 kafka_duplicate_deliveries={duplicates}"
+    )
+
+
+def test_two_clean_runs_over_the_same_input_write_identical_alerts(
+    pipe: PipelineEnv, mongo_client: Any, tmp_path: Path
+) -> None:
+    """Realistic producer traffic (fraud stories and malformed records) through two runs."""
+    count = scale(5_000, 50_000)
+    out = tmp_path / "sent.jsonl"
+    subprocess.run(
+        [sys.executable, "-m", "producer", "generate", "--rate", "max", "--count", str(count),
+         "--cards", "2000", "--seed", "11", "--start", "2026-11-20T00:00:00Z",
+         "--bad-ratio", "0.01", "--fraud-ratio", "0.02", "--topic", pipe.tx,
+         "--bootstrap-servers", pipe.bootstrap, "--out", str(out)],
+        check=True, cwd=REPO_ROOT, capture_output=True, timeout=300,
+    )  # fmt: skip
+    runs = []
+    for n in (1, 2):
+        db = f"{pipe.db}r{n}"
+        log = tmp_path / f"run{n}.log"
+        assert pipe.run_to_end(log, MONGODB_DATABASE=db) == 0, log.read_text()[-3000:]
+        docs = {d.pop("_id"): d for d in mongo_client[db].alerts.find({}, {"detected_at": 0})}
+        runs.append(docs)
+        mongo_client.drop_database(db)
+    first, second = runs
+    assert len(first) > 20
+    assert first == second
+    sent = [line for line in out.read_bytes().split(b"\n") if line]
+    assert set(first) == set(oracle(sent))
+
+
+def test_resuming_from_an_offset_retention_deleted_stops_with_a_clear_error(
+    pipe: PipelineEnv, tmp_path: Path
+) -> None:
+    from confluent_kafka import TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    args = _recovery_args(tmp_path / "recovery")
+    log = tmp_path / "dataflow.log"
+    produce(pipe.bootstrap, pipe.tx, traffic(cards=30, per_card=10))
+    assert pipe.run_to_end(log, *args) == 0, log.read_text()[-3000:]
+
+    # More input arrives while the dataflow is down, and retention deletes all of it before
+    # the restart: the recovery offsets now point below each partition's log start.
+    produce(pipe.bootstrap, pipe.tx, traffic(cards=30, per_card=10, start=1_764_100_000))
+    admin = AdminClient({"bootstrap.servers": pipe.bootstrap})
+    ends = [TopicPartition(pipe.tx, p, -1) for p in range(3)]  # -1: up to the high watermark
+    for fut in admin.delete_records(ends).values():
+        fut.result(timeout=30)
+
+    proc = pipe.start(log, *args, FRAUD_STOP_AT_END="1")
+    try:
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = log.read_text()
+    assert code != 0, text[-3000:]
+    assert "no longer exists" in text, text[-3000:]
+
+
+def test_a_replay_does_not_duplicate_alerts_or_undo_a_disposition(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    values = traffic(cards=12, per_card=10)
+    produce(pipe.bootstrap, pipe.tx, values)
+    log = tmp_path / "dataflow.log"
+    assert pipe.run_to_end(log) == 0, log.read_text()[-3000:]
+    db = mongo_client[pipe.db]
+    first = {d["_id"]: d for d in db.alerts.find()}
+    stats_before = {d["_id"]: d["transactions"] for d in db.alert_stats.find()}
+    some_id = next(iter(first))
+    db.alerts.update_one({"_id": some_id}, {"$set": {"status": "confirmed_fraud"}})
+
+    # The same input again, from scratch (no recovery): a full replay.
+    assert pipe.run_to_end(log) == 0, log.read_text()[-3000:]
+
+    again = {d["_id"]: d for d in db.alerts.find()}
+    assert set(again) == set(first)
+    assert again[some_id]["status"] == "confirmed_fraud"
+    assert again[some_id]["detected_at"] == first[some_id]["detected_at"]
+    assert {d["_id"]: d["transactions"] for d in db.alert_stats.find()} == stats_before
+
+
+def test_a_resume_offset_that_no_longer_exists_is_an_error_not_a_silent_skip(
+    pipe: PipelineEnv,
+) -> None:
+    from dataflows.kafka_io import KafkaUnavailable, TransactionSource
+
+    produce(pipe.bootstrap, pipe.tx, traffic(cards=1, per_card=3))
+    source = TransactionSource(pipe.bootstrap, pipe.tx)
+    # As if recovery said "resume at offset 1,000" but retention deleted everything up to it
+    # (here: it never existed) — the consumer must not jump silently to the start or the end.
+    part = source.build_part("in", f"0-{pipe.tx}", 1_000)
+    try:
+        with pytest.raises(KafkaUnavailable, match="no longer exists"):
+            wait_for(lambda: part.next_batch() and False, 20, "the offset error")
+    finally:
+        part.close()
