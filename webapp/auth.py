@@ -82,8 +82,18 @@ def analyst_required(view: Callable[P, R]) -> Callable[P, R]:
 
 
 def _safe_next(target: str | None) -> str:
-    """A same-site path to return to after login; anything else goes to the queue."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """A same-site path to return to after login; anything else goes to the queue.
+
+    Control characters are refused too: browsers drop tabs and line breaks from a URL, so
+    ``/<TAB>/evil.example`` would become the off-site ``//evil.example``.
+    """
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or "\\" in target
+        or any(ord(c) < 0x20 or ord(c) == 0x7F for c in target)
+    ):
         return "/"
     if target.endswith("?"):
         target = target[:-1]
