@@ -1,4 +1,6 @@
-"""Security: the sign-in wall, roles, CSRF, headers, cookies, brute force, injection, XSS."""
+"""Security: cookies, brute force, logs, outages. The systematic suite (route x role matrix,
+NoSQL operators in every parameter, XSS corpus, CSRF on every write, headers on every
+answer) is ``test_security_suite.py``."""
 
 from __future__ import annotations
 
@@ -13,79 +15,9 @@ import pytest
 from webapp.demo import demo_pan
 from webapp.ops import ACCESS_LOGGER, JsonFormatter
 
-from .conftest import PASSWORD, build_app, csrf_from, login, make_user
+from .conftest import build_app, csrf_from, login, make_user
 
 pytestmark = pytest.mark.integration
-
-PUBLIC = {"/login", "/healthz", "/metrics", "/static/<path:filename>"}
-SAMPLE_ID = "a" * 24
-
-
-def concrete(rule: str) -> str:
-    return rule.replace("<alert_id>", SAMPLE_ID).replace("<path:filename>", "app.css")
-
-
-def routes(app):
-    for rule in app.url_map.iter_rules():
-        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
-            yield rule.rule, method
-
-
-def test_every_route_but_the_allowlist_needs_a_session(app, client) -> None:
-    checked = 0
-    for rule, method in routes(app):
-        if rule in PUBLIC:
-            continue
-        response = client.open(concrete(rule), method=method)
-        checked += 1
-        if rule.startswith("/api/"):
-            assert response.status_code == 401, (method, rule)
-            assert "alerts" not in response.get_json()
-        else:
-            assert response.status_code == 302, (method, rule)
-            assert response.headers["Location"].startswith("/login"), (method, rule)
-    assert checked >= 10
-
-
-def test_the_allowlist_answers_without_a_session(client) -> None:
-    assert client.get("/login").status_code == 200
-    assert client.get("/healthz").get_json() == {"status": "ok", "mongodb": "ok"}
-    assert client.get("/metrics").status_code == 200
-    assert client.get("/static/app.css").status_code == 200
-
-
-def test_viewers_cannot_change_any_alert_by_form_or_api(app, viewer, seed, mongo_db) -> None:
-    alert = seed()
-    token = csrf_from(viewer.get("/").get_data(as_text=True))
-    form = viewer.post(
-        f"/alerts/{alert['_id']}/disposition",
-        data={"seen": "open", "to": "investigating", "csrf_token": token},
-    )
-    api = viewer.post(
-        f"/api/alerts/{alert['_id']}/disposition",
-        json={"from": "open", "to": "investigating"},
-        headers={"X-CSRFToken": token},
-    )
-    assert (form.status_code, api.status_code) == (403, 403)
-    assert mongo_db["alerts"].find_one({"_id": alert["_id"]})["status"] == "open"
-
-
-def test_state_changing_forms_without_a_csrf_token_are_refused(analyst, seed, mongo_db) -> None:
-    alert = seed()
-    response = analyst.post(
-        f"/alerts/{alert['_id']}/disposition", data={"seen": "open", "to": "investigating"}
-    )
-    assert response.status_code == 400
-    assert "CSRF" in response.get_data(as_text=True)
-    assert analyst.post("/logout").status_code == 400
-    assert analyst.post("/filter", data={"card": "1111"}).status_code == 400
-    assert mongo_db["alerts"].find_one({"_id": alert["_id"]})["status"] == "open"
-
-
-def test_login_form_needs_a_csrf_token(app, client) -> None:
-    make_user(app)
-    response = client.post("/login", data={"username": "alice", "password": PASSWORD})
-    assert response.status_code == 400
 
 
 def test_browser_api_calls_need_the_csrf_header_but_bearer_tokens_do_not(
@@ -177,70 +109,6 @@ def test_login_attempts_are_rate_limited_per_address(mongo_db, clock) -> None:
     assert login(client, "alice").status_code == 302
 
 
-@pytest.mark.parametrize(
-    "query",
-    [
-        "card[$ne]=x",
-        "status[$ne]=open",
-        "status=open&status=dismissed",
-        "merchant=%7B%22%24ne%22%3A%20null%7D",
-        "merchant=(a%2B)%2B%24",
-        "severity=%24where",
-        "card=" + "9" * 500,
-        "from=2026-13-45T99:99",
-    ],
-)
-def test_injected_query_parameters_are_a_400_with_a_message(analyst, query) -> None:
-    page = analyst.get(f"/?{query}")
-    api = analyst.get(f"/api/alerts?{query}")
-    assert page.status_code == 400
-    assert api.status_code == 400
-    assert api.get_json()["error"] == "invalid_parameter"
-    assert api.get_json()["message"]
-
-
-@pytest.mark.parametrize(
-    "body",
-    [
-        {"from": {"$ne": None}, "to": "investigating"},
-        {"from": "open", "to": {"$in": ["dismissed"]}},
-        {"from": ["open"], "to": "investigating"},
-        {"from": "open", "to": "investigating", "comment": {"$gt": ""}},
-        {"from": "open", "to": "investigating", "$set": {"status": "dismissed"}},
-        ["open", "investigating"],
-        "open",
-    ],
-)
-def test_injected_json_bodies_are_a_400_and_change_nothing(app, seed, mongo_db, body) -> None:
-    alert = seed()
-    make_user(app, "tool")
-    _, token = app.extensions["fraudwatch"].access.create_token("tool")
-    response = app.test_client().post(
-        f"/api/alerts/{alert['_id']}/disposition",
-        data=json.dumps(body),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    assert response.status_code == 400
-    assert response.get_json()["message"]
-    assert mongo_db["alerts"].find_one({"_id": alert["_id"]})["status"] == "open"
-
-
-XSS = "<script>alert(1)</script>"
-
-
-def test_a_merchant_named_like_a_script_renders_as_text_everywhere(analyst, seed) -> None:
-    alert = seed(merchant=("m-xss", XSS, "5999"))
-    pages = [
-        analyst.get("/").get_data(as_text=True),
-        analyst.get(f"/alerts/{alert['_id']}").get_data(as_text=True),
-    ]
-    for html in pages:
-        assert XSS not in html
-        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert analyst.get(f"/api/alerts/{alert['_id']}").get_json()["alert"]["merchant_name"] == XSS
-
-
 def test_comments_are_escaped_in_the_history(analyst, seed) -> None:
     alert = seed()
     token = csrf_from(analyst.get(f"/alerts/{alert['_id']}").get_data(as_text=True))
@@ -256,21 +124,6 @@ def test_comments_are_escaped_in_the_history(analyst, seed) -> None:
     html = analyst.get(f"/alerts/{alert['_id']}").get_data(as_text=True)
     assert "<img src=x" not in html
     assert "&lt;img src=x onerror=&#34;x()&#34;&gt;" in html
-
-
-def test_login_redirect_only_goes_to_local_paths(app, client) -> None:
-    make_user(app)
-    token = csrf_from(client.get("/login").get_data(as_text=True))
-    response = client.post(
-        "/login",
-        data={
-            "username": "alice",
-            "password": PASSWORD,
-            "csrf_token": token,
-            "next": "//evil.example/steal",
-        },
-    )
-    assert response.headers["Location"] == "/"
 
 
 def test_metrics_hold_no_alert_data(analyst, seed) -> None:
