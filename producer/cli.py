@@ -200,6 +200,14 @@ def _configure_logging(verbose: bool) -> None:
     "wall clock (so a live demo shows whole stories within minutes), 1 with the simulated clock.",
 )
 @click.option(
+    "--scenario-profile",
+    type=click.Choice(["default", "shifted"]),
+    default="default",
+    show_default=True,
+    help="Parameter ranges of the fraud stories: 'shifted' plays every scenario more slowly "
+    "and more cautiously (docs/producer.md), to test rules beyond the ranges they were made for.",
+)
+@click.option(
     "--labels-out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write ground truth (fraudulent and malformed records) as JSON lines.",
@@ -238,6 +246,7 @@ def generate(
     start: str,
     clock: str,
     story_speedup: float | None,
+    scenario_profile: str,
     labels_out: Path | None,
     out: Path | None,
     topic: str | None,
@@ -268,6 +277,7 @@ def generate(
             fraud_ratio=fraud_ratio,
             bad_ratio=bad_ratio,
             story_speedup=story_speedup or (WALL_STORY_SPEEDUP if clock == "wall" else 1.0),
+            scenario_profile=scenario_profile,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None

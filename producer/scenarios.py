@@ -15,7 +15,7 @@ import bisect
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 
 from fraudwatch.geo import haversine_km
@@ -128,18 +128,97 @@ class CompromisedMerchantParams:
     amount_multiple: Range = (2.0, 8.0)
     amount_min_eur: float = 80.0
     counterfeit_share: float = 0.5  # cloned card used in person elsewhere; else used online
+    counterfeit_min_km: float = 300.0  # a clone is used at least this far from home
 
     @property
     def expected_fraud_txns(self) -> float:
         return _mean(self.victims) * _mean(self.uses_per_victim)
 
 
-CARD_TESTING = CardTestingParams()
-ACCOUNT_TAKEOVER = AccountTakeoverParams()
-IMPOSSIBLE_TRAVEL = ImpossibleTravelParams()
-AMOUNT_SPIKE = AmountSpikeParams()
-CNP_FOREIGN = CnpForeignParams()
-COMPROMISED_MERCHANT = CompromisedMerchantParams()
+@dataclass(frozen=True, slots=True)
+class ScenarioProfile:
+    """One set of parameter ranges for every scenario (``--scenario-profile``)."""
+
+    name: str
+    card_testing: CardTestingParams = field(default_factory=CardTestingParams)
+    account_takeover: AccountTakeoverParams = field(default_factory=AccountTakeoverParams)
+    impossible_travel: ImpossibleTravelParams = field(default_factory=ImpossibleTravelParams)
+    amount_spike: AmountSpikeParams = field(default_factory=AmountSpikeParams)
+    cnp_foreign: CnpForeignParams = field(default_factory=CnpForeignParams)
+    compromised_merchant: CompromisedMerchantParams = field(
+        default_factory=CompromisedMerchantParams
+    )
+
+    def expected_fraud_txns(self, scenario: str) -> float:
+        """Mean fraudulent records one story of ``scenario`` makes under these ranges."""
+        return float(getattr(self, scenario).expected_fraud_txns)
+
+
+DEFAULT_PROFILE = ScenarioProfile("default")
+# The same stories, played more cautiously and more slowly: fewer and slower card tests with
+# slightly larger amounts, smaller amount multiples, takeovers spread over longer gaps, clones
+# used closer to home, compromised cards defrauded days later. The rules were written with the
+# default ranges in view; this profile tells how much of their catch depends on those exact
+# ranges (docs/evaluation.md). Every change from the default is listed in docs/producer.md.
+SHIFTED_PROFILE = ScenarioProfile(
+    "shifted",
+    card_testing=CardTestingParams(
+        tests=(2, 6),
+        test_amount_eur=(1.0, 4.0),
+        test_gap_s=(60.0, 900.0),
+        pause_min=(30.0, 1440.0),
+        cashouts=(1, 2),
+        cashout_multiple=(3.0, 10.0),
+        cashout_min_eur=80.0,
+        cashout_gap_min=(10.0, 120.0),
+    ),
+    account_takeover=AccountTakeoverParams(
+        purchases=(3, 8),
+        amount_multiple=(2.0, 6.0),
+        amount_min_eur=60.0,
+        gap_s=(180.0, 1800.0),
+        foreign_share=0.3,
+    ),
+    impossible_travel=ImpossibleTravelParams(
+        min_distance_km=500.0,
+        min_speed_kmh=1000.0,
+        min_delay_min=20.0,
+        extra_uses=(0, 2),
+        extra_gap_min=(20.0, 180.0),
+        amount_multiple=(1.5, 5.0),
+        amount_min_eur=60.0,
+        atm_eur=(100.0, 400.0),
+    ),
+    amount_spike=AmountSpikeParams(
+        amount_multiple=(4.0, 12.0),
+        amount_min_eur=120.0,
+        gap_min=(30.0, 480.0),
+    ),
+    cnp_foreign=CnpForeignParams(
+        purchases=(1, 3),
+        amount_multiple=(0.5, 3.0),
+        amount_min_eur=15.0,
+        gap_min=(10.0, 360.0),
+    ),
+    compromised_merchant=CompromisedMerchantParams(
+        visit_window_min=(60.0, 720.0),
+        delay_h=(12.0, 96.0),
+        uses_per_victim=(1, 2),
+        use_gap_min=(30.0, 480.0),
+        amount_multiple=(1.5, 5.0),
+        amount_min_eur=50.0,
+        counterfeit_share=0.3,
+        counterfeit_min_km=150.0,
+    ),
+)
+PROFILES = {p.name: p for p in (DEFAULT_PROFILE, SHIFTED_PROFILE)}
+
+CARD_TESTING = DEFAULT_PROFILE.card_testing
+ACCOUNT_TAKEOVER = DEFAULT_PROFILE.account_takeover
+IMPOSSIBLE_TRAVEL = DEFAULT_PROFILE.impossible_travel
+AMOUNT_SPIKE = DEFAULT_PROFILE.amount_spike
+CNP_FOREIGN = DEFAULT_PROFILE.cnp_foreign
+COMPROMISED_MERCHANT = DEFAULT_PROFILE.compromised_merchant
 
 _TESTER_CATEGORIES = ("charity", "digital media", "digital games", "subscription")
 _CASHOUT_ONLINE = ("online electronics", "money transfer", "gambling", "online marketplace")
@@ -161,8 +240,10 @@ class StoryKit:
         population: Population,
         states: list[CardState],
         speedup: float = 1.0,
+        profile: ScenarioProfile = DEFAULT_PROFILE,
     ) -> None:
         self.rng = rng
+        self.profile = profile  # the parameter ranges stories draw from
         self.population = population
         self.states = states
         self.speedup = speedup  # the simulator compresses story times by this; so does own()
@@ -335,7 +416,7 @@ def _fraud(
 
 
 def plan_card_testing(kit: StoryKit, now: int, story_id: str) -> list[Planned_] | None:
-    p = CARD_TESTING
+    p = kit.profile.card_testing
     card = kit.free_card(now)
     if card is None:
         return None
@@ -362,7 +443,7 @@ def plan_card_testing(kit: StoryKit, now: int, story_id: str) -> list[Planned_] 
 
 
 def plan_account_takeover(kit: StoryKit, now: int, story_id: str) -> list[Planned_] | None:
-    p = ACCOUNT_TAKEOVER
+    p = kit.profile.account_takeover
     card = kit.free_card(now)
     if card is None:
         return None
@@ -383,7 +464,7 @@ def plan_account_takeover(kit: StoryKit, now: int, story_id: str) -> list[Planne
 
 
 def plan_impossible_travel(kit: StoryKit, now: int, story_id: str) -> list[Planned_] | None:
-    p = IMPOSSIBLE_TRAVEL
+    p = kit.profile.impossible_travel
     card = kit.free_card(now)
     if card is None:
         return None
@@ -413,7 +494,7 @@ def plan_impossible_travel(kit: StoryKit, now: int, story_id: str) -> list[Plann
 
 
 def plan_amount_spike(kit: StoryKit, now: int, story_id: str) -> list[Planned_] | None:
-    p = AMOUNT_SPIKE
+    p = kit.profile.amount_spike
     card = kit.free_card(now)
     if card is None:
         return None
@@ -445,7 +526,7 @@ def plan_amount_spike(kit: StoryKit, now: int, story_id: str) -> list[Planned_] 
 
 
 def plan_cnp_foreign(kit: StoryKit, now: int, story_id: str) -> list[Planned_] | None:
-    p = CNP_FOREIGN
+    p = kit.profile.cnp_foreign
     card = kit.free_card(now)
     if card is None:
         return None
@@ -463,7 +544,7 @@ def plan_cnp_foreign(kit: StoryKit, now: int, story_id: str) -> list[Planned_] |
 
 
 def plan_compromised_merchant(kit: StoryKit, now: int, story_id: str) -> list[Planned_] | None:
-    p = COMPROMISED_MERCHANT
+    p = kit.profile.compromised_merchant
     population = kit.population
     first = kit.free_card(now)
     if first is None:
@@ -491,7 +572,7 @@ def plan_compromised_merchant(kit: StoryKit, now: int, story_id: str) -> list[Pl
         origin = kit.fraud_city(card.country) if not counterfeit else -1
         far = -1
         if counterfeit:
-            far, _ = kit.far_city(card.home_lat, card.home_lon, 300.0)
+            far, _ = kit.far_city(card.home_lat, card.home_lon, p.counterfeit_min_km)
         for _ in range(kit.randint(p.uses_per_victim)):
             eur = kit.above_habit(card, p.amount_multiple, p.amount_min_eur)
             if counterfeit:
@@ -533,7 +614,9 @@ SCENARIOS: tuple[Scenario, ...] = (
 SCENARIO_NAMES = tuple(s.name for s in SCENARIOS)
 
 
-def expected_fraud_per_story(scenarios: Sequence[Scenario] = SCENARIOS) -> float:
+def expected_fraud_per_story(
+    scenarios: Sequence[Scenario] = SCENARIOS, profile: ScenarioProfile = DEFAULT_PROFILE
+) -> float:
     """Mean number of fraudulent records per story, over the scenario mix."""
     total = sum(s.weight for s in scenarios)
-    return sum(s.weight * s.expected_fraud_txns for s in scenarios) / total
+    return sum(s.weight * profile.expected_fraud_txns(s.name) for s in scenarios) / total

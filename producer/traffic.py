@@ -43,7 +43,7 @@ from producer import malformed
 from producer.geo import CITIES, cash_unit
 from producer.population import Card, Population
 from producer.records import MALFORMED, CardState, Label, Planned, Record
-from producer.scenarios import SCENARIOS, StoryKit, expected_fraud_per_story
+from producer.scenarios import PROFILES, SCENARIOS, StoryKit, expected_fraud_per_story
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -73,8 +73,14 @@ class TrafficConfig:
     fraud_ratio: float = 0.01
     bad_ratio: float = 0.0
     story_speedup: float = 1.0  # fraud stories unfold this many times faster than real time
+    scenario_profile: str = "default"  # which parameter ranges stories draw from (PROFILES)
 
     def __post_init__(self) -> None:
+        if self.scenario_profile not in PROFILES:
+            raise ValueError(
+                f"unknown scenario profile {self.scenario_profile!r}; "
+                f"choose one of {', '.join(PROFILES)}"
+            )
         if not self.story_speedup > 0:
             raise ValueError("--story-speedup must be positive")
         if not 0.0 <= self.fraud_ratio < 1.0 or not 0.0 <= self.bad_ratio < 1.0:
@@ -164,7 +170,8 @@ class TrafficSimulator:
         self.rng = rng = random.Random(f"fraudwatch-traffic-{config.seed}")  # noqa: S311
         self.id_prefix = f"tx-{rng.getrandbits(32):08x}-"
         self.states = [CardState() for _ in population.cards]
-        self.kit = StoryKit(rng, population, self.states, config.story_speedup)
+        profile = PROFILES[config.scenario_profile]
+        self.kit = StoryKit(rng, population, self.states, config.story_speedup, profile)
         self.format_ts = TimestampFormatter()
         cards = population.cards
         self._hour_rate = [  # genuine transactions per hour of the whole population
@@ -189,7 +196,7 @@ class TrafficSimulator:
         # Running totals over the stories planned so far (seeded with a prior from the
         # scenario ranges): they calibrate how often stories start, see _calibrate().
         self._story_count = _PRIOR_STORIES
-        self._story_fraud = _PRIOR_STORIES * expected_fraud_per_story()
+        self._story_fraud = _PRIOR_STORIES * expected_fraud_per_story(profile=profile)
         self._story_genuine = 0.0
         self._p_story = 0.0
         self._p_bad = 0.0

@@ -167,3 +167,34 @@ def test_replay_speed_follows_event_time_scaled_by_the_speed(
     assert result.exit_code == 0, result.output
     assert "sent 11 records" in result.output
     assert time.monotonic() - started == pytest.approx(seconds, abs=0.25)
+
+
+def test_scenario_profile_shifted_changes_the_stories_but_not_the_genuine_population(
+    tmp_path: Path,
+) -> None:
+    args = ("--count", "20000", "--fraud-ratio", "0.03")
+    default = _generate(tmp_path, "d", *args)
+    explicit = _generate(tmp_path, "e", *args, "--scenario-profile", "default")
+    shifted = _generate(tmp_path, "s", *args, "--scenario-profile", "shifted")
+    assert default.exit_code == explicit.exit_code == shifted.exit_code == 0, shifted.output
+    assert (tmp_path / "d.jsonl").read_bytes() == (tmp_path / "e.jsonl").read_bytes()
+    assert (tmp_path / "d.labels").read_bytes() != (tmp_path / "s.labels").read_bytes()
+    cards = {
+        orjson.loads(line)["account_id"]
+        for line in (tmp_path / "d.jsonl").read_bytes().splitlines()
+    }
+    shifted_cards = {
+        orjson.loads(line)["account_id"]
+        for line in (tmp_path / "s.jsonl").read_bytes().splitlines()
+    }
+    assert len(cards & shifted_cards) > 0.9 * len(cards)  # the same portfolio
+
+
+def test_scenario_profile_choices_are_the_producers_profiles(tmp_path: Path) -> None:
+    from producer.scenarios import PROFILES
+
+    option = next(p for p in main.commands["generate"].params if p.name == "scenario_profile")
+    assert list(option.type.choices) == list(PROFILES)
+    result = _generate(tmp_path, "x", "--count", "10", "--scenario-profile", "easy")
+    assert result.exit_code == 2
+    assert "'easy' is not one of 'default', 'shifted'" in result.output

@@ -20,8 +20,11 @@ from producer.scenarios import (
     CNP_FOREIGN,
     COMPROMISED_MERCHANT,
     IMPOSSIBLE_TRAVEL,
+    PROFILES,
     SCENARIO_NAMES,
     SCENARIOS,
+    SHIFTED_PROFILE,
+    ScenarioProfile,
     StoryKit,
     plan_account_takeover,
     plan_amount_spike,
@@ -36,12 +39,19 @@ Plan = list[tuple[int, Planned]]
 MIN = 60_000
 
 
-def _plans(population: Population, plan_fn: object, n: int = 60, seed: int = 1) -> list[Plan]:
+def _plans(
+    population: Population,
+    plan_fn: object,
+    n: int = 60,
+    seed: int = 1,
+    profile: ScenarioProfile = PROFILES["default"],
+) -> list[Plan]:
     """``n`` stories, each on a fresh portfolio state (so every one finds a free card)."""
     rng = random.Random(seed)
     plans = []
     for i in range(n):
-        kit = StoryKit(rng, population, [CardState() for _ in population.cards])
+        states = [CardState() for _ in population.cards]
+        kit = StoryKit(rng, population, states, profile=profile)
         plan = plan_fn(kit, START_MS + i * 3_600_000, f"story-{i}")
         assert plan, "a story on an idle portfolio always finds its card"
         plans.append(plan)
@@ -177,3 +187,59 @@ def test_every_scenario_appears_in_a_long_stream(make_records: object) -> None:
     records = make_records(60_000, fraud_ratio=0.05)
     scenarios = {r.label.scenario for r in records if r.label is not None}
     assert scenarios == set(SCENARIO_NAMES)
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=SCENARIO_NAMES)
+def test_shifted_profile_expected_fraud_count_matches_what_its_stories_make(
+    population: Population, scenario: object
+) -> None:
+    plans = _plans(population, scenario.plan, n=150, profile=SHIFTED_PROFILE)
+    mean = statistics.mean(len(_fraud(plan)) for plan in plans)
+    assert mean == pytest.approx(SHIFTED_PROFILE.expected_fraud_txns(scenario.name), rel=0.2)
+
+
+def test_shifted_card_testing_is_fewer_slower_tests_then_smaller_cash_outs(
+    population: Population,
+) -> None:
+    p = SHIFTED_PROFILE.card_testing
+    for plan in _plans(population, plan_card_testing, profile=SHIFTED_PROFILE):
+        tester = plan[0][1].merchant.merchant_id
+        tests = [(t, q) for t, q in plan if q.merchant.merchant_id == tester]
+        assert p.tests[0] <= len(tests) <= p.tests[1]
+        assert all(
+            b - a >= p.test_gap_s[0] * 1000 - 1 for (a, _), (b, _) in itertools.pairwise(tests)
+        )
+        assert all(_eur(q) <= p.test_amount_eur[1] + 0.01 for _, q in tests)
+        cash_outs = plan[len(tests) :]
+        assert p.cashouts[0] <= len(cash_outs) <= p.cashouts[1]
+        assert cash_outs[0][0] - tests[-1][0] >= p.pause_min[0] * MIN
+
+
+def test_shifted_account_takeover_spreads_purchases_over_minutes(population: Population) -> None:
+    p = SHIFTED_PROFILE.account_takeover
+    for plan in _plans(population, plan_account_takeover, profile=SHIFTED_PROFILE):
+        times = [t for t, _ in plan]
+        assert p.purchases[0] <= len(plan) <= p.purchases[1]
+        assert all(b - a >= p.gap_s[0] * 1000 - 1 for a, b in itertools.pairwise(times))
+
+
+def test_shifted_impossible_travel_is_closer_but_still_faster_than_a_plane(
+    population: Population,
+) -> None:
+    distances = []
+    for plan in _plans(population, plan_impossible_travel, profile=SHIFTED_PROFILE):
+        (t0, home), (t1, far) = plan[0], plan[1]
+        km = haversine_km(home.latitude, home.longitude, far.latitude, far.longitude)
+        assert km / ((t1 - t0) / 3_600_000) > 900
+        distances.append(km)
+    assert min(distances) < IMPOSSIBLE_TRAVEL.min_distance_km  # default: never this close
+
+
+def test_every_shifted_range_differs_from_the_default_only_where_declared() -> None:
+    default = PROFILES["default"]
+    assert PROFILES["shifted"] is SHIFTED_PROFILE
+    assert default.card_testing == CARD_TESTING
+    moved = [
+        name for name in SCENARIO_NAMES if getattr(default, name) != getattr(SHIFTED_PROFILE, name)
+    ]
+    assert moved == list(SCENARIO_NAMES)  # every scenario is shifted somewhere

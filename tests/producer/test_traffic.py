@@ -57,6 +57,18 @@ def test_same_seed_and_start_give_byte_identical_traffic(make_records: Make) -> 
     assert a == b
 
 
+def test_scenario_profile_default_is_the_traffic_without_one(make_records: Make) -> None:
+    base = make_records(20_000, fraud_ratio=0.05)
+    assert base == make_records(20_000, fraud_ratio=0.05, scenario_profile="default")
+    shifted = make_records(20_000, fraud_ratio=0.05, scenario_profile="shifted")
+    assert [r.label for r in base if r.label] != [r.label for r in shifted if r.label]
+
+
+def test_an_unknown_scenario_profile_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="choose one of default, shifted"):
+        TrafficConfig(seed=1, start_ms=START_MS, scenario_profile="easy")
+
+
 def test_another_seed_or_start_gives_other_traffic(make_records: Make) -> None:
     base = [r.value for r in make_records(200)]
     assert base != [r.value for r in make_records(200, seed=6)]
