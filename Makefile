@@ -56,3 +56,7 @@ screenshots: venv browser
 
 unit: venv
 	@$(PY) -m pytest -m 'not integration and not browser' $(PYTEST_ARGS)
+
+# Detection quality on labelled traffic, live pipeline and backtest (needs the stack: `make up`).
+evaluate: venv
+	@$(PY) -m bench.evaluate
