@@ -806,6 +806,13 @@ def _notes(res: Mapping[str, dict[str, Any]]) -> list[str]:
     notes = []
     for n, r in res.items():
         for rule, v in r["rules"].items():
+            share = ratio(v["alerts"], r["alerts"])
+            if share is not None and share > 0.5:
+                notes.append(
+                    f"{n}: `{rule}` is among the reasons of {_pct(share)} of all alerts, "
+                    f"{_pct(v['precision'])} of its alerts on fraud: most of the analysts' "
+                    "workload."
+                )
             if v["alerts"] == 0:
                 notes.append(f"{n}: `{rule}` raised no alert.")
             elif v["alerts_on_fraud"] == 0:
