@@ -60,3 +60,11 @@ unit: venv
 # Detection quality on labelled traffic, live pipeline and backtest (needs the stack: `make up`).
 evaluate: venv
 	@$(PY) -m bench.evaluate
+
+# Throughput, latency, memory and scale-out on the local stack (`make up` first); writes
+# bench/results/<mode>.json, docs/benchmarks.md and docs/benchmarks-latency.png.
+bench: venv
+	@$(PY) -m bench --quick
+
+bench-full: venv
+	@$(PY) -m bench --full

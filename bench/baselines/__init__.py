@@ -1,0 +1,1 @@
+"""Baselines the dataflow is compared with on the same input topic (``bench.throughput``)."""
