@@ -36,7 +36,7 @@ from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.mongo_io import MongoUpsertSink
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
-from dataflows.stats import MinuteCounts, MinuteStatsLogic, count_outcomes
+from dataflows.stats import MinuteStatsLogic, StatsDelta, count_outcomes, partition_marks
 from fraudwatch.alert_store import ALERT_STATS, ALERTS
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import Alert, CardEvent, DeadLetter
@@ -219,12 +219,15 @@ def build_flow(
 
     def stats_logic(resume: Any) -> MinuteStatsLogic:
         return MinuteStatsLogic(
-            resume, settings.fraud_stats_flush_s, settings.fraud_stats_retention_minutes
+            resume,
+            settings.fraud_stats_flush_s,
+            settings.fraud_stats_retention_minutes,
+            settings.fraud_stats_max_hold_s,
         )
 
-    def stats_of_batch(outcomes: list[Outcome]) -> list[tuple[str, dict[int, MinuteCounts]]]:
+    def stats_of_batch(outcomes: list[Outcome]) -> list[tuple[str, StatsDelta]]:
         metrics.TRANSACTIONS_VALID.inc(len(outcomes))
-        return [("stats", count_outcomes(outcomes))]
+        return [("stats", (count_outcomes(outcomes), partition_marks(outcomes)))]
 
     flow = Dataflow("fraudwatch")
     raw = op.input("transactions_in", flow, source)

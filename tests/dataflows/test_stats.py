@@ -1,0 +1,87 @@
+"""When minute stats are written: live minutes every flush, backfilled minutes once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from dataflows.stats import MinuteStatsLogic, StatsDelta, _empty
+from fraudwatch.alert_store import NEW_MINUTE
+
+
+class Clock:
+    def __init__(self, at: datetime) -> None:
+        self.now = at
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+NOW_MIN = int(NOW.timestamp()) // 60
+PAST = NOW_MIN - 3 * 24 * 60  # a backfill three days back
+
+
+def delta(marks: dict[int, int], *minutes: int) -> StatsDelta:
+    counts = {}
+    for m in minutes:
+        c = _empty()
+        c["transactions"] = 1
+        counts[m] = c
+    return counts, marks
+
+
+def written(logic: MinuteStatsLogic, clock: Clock, seconds: float = 3) -> list[dict]:
+    clock.now += timedelta(seconds=seconds)
+    assert logic.notify_at() is not None
+    docs, _ = logic.on_notify()
+    return docs
+
+
+def test_a_backfilled_minute_waits_for_every_partition_then_is_written_once_as_an_insert() -> None:
+    clock = Clock(NOW)
+    logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=10_000, clock=clock)
+    logic.on_batch([delta({0: PAST + 5}, PAST, PAST + 5)])
+    logic.on_batch([delta({1: PAST}, PAST)])
+    # Partition 1 has not passed minute PAST yet: nothing is final.
+    assert written(logic, clock) == []
+    logic.on_batch([delta({1: PAST + 2}, PAST + 1, PAST + 2)])
+    docs = written(logic, clock)
+    assert [d["_id"] for d in docs] == [d["_id"] for d in docs if d.get(NEW_MINUTE)]
+    assert [d["transactions"] for d in docs] == [2, 1]  # PAST (both partitions), PAST + 1
+    assert written(logic, clock) == []  # nothing is rewritten
+    eof, _ = logic.on_eof()
+    assert len(eof) == 2  # PAST + 2 and PAST + 5, at the end of the input
+
+
+def test_live_minutes_are_written_every_flush() -> None:
+    clock = Clock(NOW)
+    logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=10_000, clock=clock)
+    logic.on_batch([delta({0: NOW_MIN, 1: NOW_MIN - 40}, NOW_MIN)])
+    first = written(logic, clock)
+    assert [d["transactions"] for d in first] == [1]
+    assert first[0][NEW_MINUTE] is True
+    logic.on_batch([delta({0: NOW_MIN}, NOW_MIN)])
+    again = written(logic, clock)
+    assert [d["transactions"] for d in again] == [2]
+    assert NEW_MINUTE not in again[0]  # a rewrite of the whole minute
+
+
+def test_a_minute_held_back_by_an_idle_partition_is_written_after_the_max_hold() -> None:
+    clock = Clock(NOW)
+    logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=10_000, max_hold_s=30, clock=clock)
+    logic.on_batch([delta({0: PAST + 100, 1: PAST}, PAST + 50)])
+    assert written(logic, clock, 10) == []
+    assert written(logic, clock, 10) == []
+    assert [d["transactions"] for d in written(logic, clock, 11)] == [1]
+    assert logic.notify_at() is None
+
+
+def test_dirty_minutes_in_a_snapshot_are_written_after_a_resume() -> None:
+    clock = Clock(NOW)
+    logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=10_000, clock=clock)
+    logic.on_batch([delta({0: PAST + 1, 1: PAST}, PAST)])
+    resumed = MinuteStatsLogic(
+        logic.snapshot(), flush_s=2, retention_minutes=10_000, max_hold_s=30, clock=clock
+    )
+    # No partition has been seen since the resume: the max hold bounds the wait.
+    assert written(resumed, clock, 31)[0]["transactions"] == 1
