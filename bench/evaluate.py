@@ -607,13 +607,19 @@ def render_report(
         "and the command reproduces it (do not edit by hand).\n"
     )
     w(f"- command: `{command}` (what `make evaluate` runs)")
-    w(f"- run at: {started:%Y-%m-%d %H:%M} UTC, took {total_s / 60:.1f} min in all")
+    w(
+        f"- run at: {started:%Y-%m-%d %H:%M} UTC, took {total_s / 60:.1f} min in all (load "
+        f"average at the end {os.getloadavg()[0]:.1f})"
+    )
     w(f"- code: commit {commit}; rules `config/rules.toml` version {ruleset_version}")
     for line in machine:
         w(f"- machine: {line}")
     w(
-        f"- traffic, per profile: `{runs[names[0]]['producer_command']}` (with `--scenario-profile "
-        "PROFILE`) into a fresh 3-partition topic, with `--out` and `--labels-out`"
+        "- traffic, per profile: `"
+        + runs[names[0]]["producer_command"].replace(
+            f"--scenario-profile {names[0]}", "--scenario-profile PROFILE"
+        )
+        + "` into a fresh 3-partition topic, with `--out` and `--labels-out`"
     )
     w(
         f"- scored: the {plan['days']:g} days from {plan['start']}. The {plan['warmup_days']:g} "
@@ -888,7 +894,7 @@ def _check_stack(bootstrap: str, mongo_uri: str) -> None:
     default=REPO_ROOT / "docs" / "evaluation.md",
     show_default=True,
 )
-@click.option("--timeout", type=float, default=600.0, show_default=True,
+@click.option("--timeout", type=float, default=900.0, show_default=True,
               help="Seconds any one step may take.")  # fmt: skip
 def main(
     cards: int, days: float, seed: int, start: str, fraud_ratio: float, warmup_days: float,
@@ -902,6 +908,7 @@ def main(
     started_at = datetime.now(UTC)
     started = time.monotonic()
     machine = _machine()
+    commit = _git_commit()
     bootstrap = KafkaSettings().kafka_bootstrap_servers
     mongo_uri = MongoSettings().mongodb_uri
     _check_stack(bootstrap, mongo_uri)
@@ -923,9 +930,7 @@ def main(
         )
     )
     report.write_text(
-        render_report(
-            runs, command.strip(), started_at, total_s, ruleset.version, machine, _git_commit()
-        )
+        render_report(runs, command.strip(), started_at, total_s, ruleset.version, machine, commit)
     )
     _say(f"wrote {report} in {total_s:.0f} s")
 
