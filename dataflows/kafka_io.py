@@ -204,6 +204,9 @@ class TransactionSource(FixedPartitionedSource[RawRecord, int]):
             "auto.offset.reset": "error",
             "statistics.interval.ms": 1000,
             "fetch.wait.max.ms": 50,
+            # Reconnect within a second of a broker coming back (librdkafka's default backoff
+            # grows to 10 s, which a short outage then spends idle).
+            "reconnect.backoff.max.ms": 1000,
             "queued.max.messages.kbytes": 65536,
             **self._extra,
         }
@@ -292,6 +295,7 @@ class CheckedKafkaSink(DynamicSink[OutMessage]):
                 "enable.idempotence": True,
                 "compression.type": "lz4",
                 "linger.ms": 2,
+                "reconnect.backoff.max.ms": 1000,
                 # librdkafka retries internally within this bound, then reports failure.
                 "message.timeout.ms": int(self._flush_timeout_s * 1000),
                 **self._extra,
