@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STACK := $(PY) -m fraudwatch.devstack
 
-.PHONY: venv browser up down status clean-stack run test lint typecheck unit integration bench bench-full evaluate screenshots
+.PHONY: venv browser up down status clean-stack run test chaos lint typecheck unit integration bench bench-full evaluate screenshots
 
 venv: $(STAMP)
 
@@ -49,6 +49,11 @@ typecheck: venv
 # Lint, types and every test tier, with the stack started (and stopped again) around them.
 test: venv browser
 	@$(STACK) with-stack -- env PY=$(PY) scripts/check $(PYTEST_ARGS)
+
+# The fault-injection suite at full size plus the console under load (docs/reliability.md):
+# about 20 minutes. `make test` runs the same suite at reduced size.
+chaos: venv browser
+	@$(STACK) with-stack -- env PY=$(PY) scripts/chaos $(PYTEST_ARGS)
 
 # Refresh docs/screenshots from the browser tests (needs the stack: `make up` first).
 screenshots: venv browser
