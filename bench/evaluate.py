@@ -641,7 +641,7 @@ def render_report(
     )
 
     w("## Live pipeline vs backtest\n")
-    w("| profile | live alerts (MongoDB) | backtest alerts | identical |")
+    w("| profile | live alerts (MongoDB, warm-up included) | backtest alerts | identical |")
     w("|---|---:|---:|---|")
     for n in names:
         a = runs[n]["agreement"]
