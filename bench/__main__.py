@@ -35,22 +35,26 @@ class Plan:
 
 PLANS = {
     "quick": Plan(
-        throughput.ThroughputConfig(count=200_000),
-        latency.LatencyConfig(duration_s=15.0),
-        memory.MemoryConfig(card_sizes=(10_000, 30_000, 100_000), backlog=500_000),
+        throughput.ThroughputConfig(count=200_000, naive_max_s=60),
+        latency.LatencyConfig(
+            duration_s=15.0, only=((1_000, 1), (5_000, 1), (20_000, 1), (5_000, 10))
+        ),
+        memory.MemoryConfig(card_sizes=(10_000, 30_000, 60_000), deep_per_card=12, backlog=500_000),
     ),
     # Not for numbers: a few minutes' check that every part runs end to end.
     "smoke": Plan(
-        throughput.ThroughputConfig(count=20_000, cards=5_000),
+        throughput.ThroughputConfig(count=20_000, cards=5_000, naive_max_s=5),
         latency.LatencyConfig(rates=(1_000, 5_000), duration_s=8.0, cards=5_000),
         memory.MemoryConfig(
             card_sizes=(2_000, 5_000, 10_000), deep_per_card=6, backlog=30_000, backlog_cards=5_000
         ),
     ),
     "full": Plan(
-        throughput.ThroughputConfig(count=1_000_000),
+        throughput.ThroughputConfig(count=1_000_000, naive_max_s=180),
         latency.LatencyConfig(duration_s=60.0),
-        memory.MemoryConfig(card_sizes=(10_000, 100_000, 1_000_000), backlog=5_000_000),
+        memory.MemoryConfig(
+            card_sizes=(10_000, 100_000, 1_000_000), backlog=5_000_000, feed_rate=8_000
+        ),
     ),
 }
 

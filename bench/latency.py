@@ -54,6 +54,12 @@ class LatencyConfig:
     duration_s: float = 60.0
     cards: int = 100_000
     seed: int = 11
+    # Only these (rate, snapshot interval) pairs; None: every rate at every interval.
+    only: tuple[tuple[int, int], ...] | None = None
+
+    def plan(self) -> list[tuple[int, int]]:
+        grid = [(r, s) for s in self.snapshot_intervals for r in self.rates]
+        return grid if self.only is None else [p for p in grid if p in self.only]
 
 
 def _epoch_ms(rfc3339: str) -> float:
@@ -232,11 +238,7 @@ def _producer_send_seconds(output: str) -> float | None:
 
 def run(scratch: Scratch, procs: Procs, cfg: LatencyConfig) -> dict[str, Any]:
     t0 = time.monotonic()
-    runs = [
-        run_one(scratch, procs, rate, snap, cfg)
-        for snap in cfg.snapshot_intervals
-        for rate in cfg.rates
-    ]
+    runs = [run_one(scratch, procs, rate, snap, cfg) for rate, snap in cfg.plan()]
     return {
         "runs": runs,
         "poll_ms": POLL_S * 1000,

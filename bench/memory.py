@@ -1,9 +1,10 @@
 """Memory: RSS of the dataflow against the number of cards in state, and on a large backlog.
 
-Cards: for each size N, a fresh topic holds ``per_card`` valid transactions of each of N
-distinct cards (``card_traffic``: quiet genuine-looking purchases, cards interleaved, so every
-card is in state at the end); the dataflow drains it (stop-at-end, recovery on) while its RSS
-is sampled. Bytes per card = slope of a least-squares line through (N, peak RSS): the
+Cards: for each size N, ``python -m bench.memory`` feeds ``per_card`` valid transactions of
+each of N distinct cards (``card_traffic``: quiet genuine-looking purchases, cards
+interleaved, so every card is in state at the end) at a steady rate into a fresh topic while
+the dataflow (recovery on) reads it; once it has read everything and idled, its RSS is
+sampled. Bytes per card = slope of a least-squares line through (N, peak RSS): the
 constant part (interpreter, Bytewax, clients, buffers) drops out, everything that grows with
 the cards (the detector's state, Bytewax's per-key state and snapshots) stays in. One more
 run at the smallest N with ``deep_per_card`` transactions per card gives the cost of each
@@ -25,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from bench.common import Procs, Scratch, linear_fit, log, message_count
+from bench.common import PY, Procs, Scratch, linear_fit, log, shown
 from bench.throughput import ThroughputConfig, preload, run_dataflow
 from fraudwatch.cards import luhn_check_digit
 
@@ -41,6 +42,10 @@ class MemoryConfig:
     backlog: int = 5_000_000
     backlog_cards: int = 100_000
     seed: int = 8
+    # The cards are fed while the dataflow runs, below its throughput: a preloaded topic
+    # would be prefetched into librdkafka's queues (up to 64 MB per partition), and that
+    # high-water mark stays in RSS and grows with the topic, not with the cards.
+    feed_rate: float = 5_000
 
 
 def card_pan(i: int) -> str:
@@ -81,19 +86,22 @@ def card_traffic(cards: int, per_card: int, seed: int = 8) -> Iterator[tuple[byt
             yield account.encode(), orjson.dumps(value)
 
 
-def load_cards(scratch: Scratch, suffix: str, cards: int, per_card: int, seed: int) -> str:
-    """A fresh 3-partition topic holding ``card_traffic``; returns its name."""
+def send_cards(
+    bootstrap: str, topic: str, cards: int, per_card: int, seed: int, rate: float | None
+) -> int:
+    """Send ``card_traffic`` to ``topic``, paced at ``rate`` per second (None: flat out)."""
     from confluent_kafka import Producer
 
-    topic = scratch.topic(suffix, 3)
     producer = Producer(
         {
-            "bootstrap.servers": scratch.stack.bootstrap,
+            "bootstrap.servers": bootstrap,
             "linger.ms": 20,
             "compression.type": "lz4",
             "queue.buffering.max.messages": 1_000_000,
         }
     )
+    start = time.monotonic()
+    sent = 0
     for key, value in card_traffic(cards, per_card, seed):
         while True:
             try:
@@ -101,10 +109,35 @@ def load_cards(scratch: Scratch, suffix: str, cards: int, per_card: int, seed: i
                 break
             except BufferError:
                 producer.poll(0.1)
-        producer.poll(0)
+        sent += 1
+        if sent % 500 == 0:
+            producer.poll(0)
+            if rate is not None:
+                ahead = start + sent / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
     if producer.flush(120):
-        raise RuntimeError(f"could not preload {topic}")
-    return topic
+        raise RuntimeError(f"could not deliver everything to {topic}")
+    return sent
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.memory --topic T --cards N --per-card K [--rate R]``: the card feed."""
+    import argparse
+
+    from fraudwatch.settings import KafkaSettings
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--cards", type=int, required=True)
+    parser.add_argument("--per-card", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=None)
+    parser.add_argument("--seed", type=int, default=8)
+    args = parser.parse_args(argv)
+    bootstrap = KafkaSettings().kafka_bootstrap_servers
+    sent = send_cards(bootstrap, args.topic, args.cards, args.per_card, args.seed, args.rate)
+    print(f"sent {sent:,} transactions of {args.cards:,} cards to {args.topic}")
+    return 0
 
 
 def run(scratch: Scratch, procs: Procs, cfg: MemoryConfig) -> dict[str, Any]:
@@ -114,22 +147,21 @@ def run(scratch: Scratch, procs: Procs, cfg: MemoryConfig) -> dict[str, Any]:
     plan.append((min(cfg.card_sizes), cfg.deep_per_card))
     for cards, per_card in plan:
         label = f"mem-{cards}x{per_card}"
-        t_load = time.monotonic()
-        log(f"{label}: loading {cards * per_card:,} transactions of {cards:,} cards")
-        topic = load_cards(scratch, f"{label}-tx", cards, per_card, cfg.seed)
-        n = message_count(scratch.stack, topic)
-        load_s = time.monotonic() - t_load
-        r = run_dataflow(scratch, procs, label, topic, n, idle_rss=True)
+        n = cards * per_card
+        topic = scratch.topic(f"{label}-tx", 3)
+        feed = [PY, "-m", "bench.memory", "--topic", topic, "--cards", str(cards)]
+        feed += ["--per-card", str(per_card), "--rate", f"{cfg.feed_rate:g}"]
+        feed += ["--seed", str(cfg.seed)]
+        log(f"{label}: {n:,} transactions of {cards:,} cards at {cfg.feed_rate:,.0f}/s")
+        r = run_dataflow(scratch, procs, label, topic, n, idle_rss=True, feed_argv=feed)
         sizes.append(
             {
                 "cards": cards,
                 "per_card": per_card,
                 "transactions": n,
-                "load_s": round(load_s, 1),
-                **{
-                    k: r[k]
-                    for k in ("seconds", "tx_per_s", "peak_rss_bytes", "idle_rss_bytes", "command")
-                },
+                "feed_rate": cfg.feed_rate,
+                **{k: r[k] for k in ("seconds", "peak_rss_bytes", "idle_rss_bytes", "command")},
+                "feed_command": shown(feed),
             }
         )
     shallow = [s for s in sizes if s["per_card"] == cfg.per_card]
@@ -156,3 +188,7 @@ def run(scratch: Scratch, procs: Procs, cfg: MemoryConfig) -> dict[str, Any]:
         "backlog": {"preload": pre, **backlog},
         "seconds": round(time.monotonic() - t0, 1),
     }
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

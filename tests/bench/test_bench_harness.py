@@ -180,7 +180,7 @@ def test_report_renders_every_section_and_names_the_run_id_once() -> None:
         assert heading in page
     assert page.count("bench-1-a") == 1  # in the run's heading; commands say $RUN
     assert "$RUN-tp-tx" in page
-    assert "Dataflow ÷ naive: **6.00x**" in page
+    assert "÷ naive: **6.00x**" in page
     assert "The interval moves the tail" in page
 
 
