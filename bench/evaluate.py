@@ -28,6 +28,7 @@ import importlib.metadata
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -416,7 +417,7 @@ def _drop(bootstrap: str, topics: Sequence[str], mongo_uri: str, database: str) 
 
 def evaluate_profile(
     plan: RunPlan, workdir: Path, bootstrap: str, mongo_uri: str, rule_names: Sequence[str],
-    k: int, timeout: float, min_history: int,
+    k: int, timeout: float, min_history: int, rules_file: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """One whole run: generate, stream, backtest, compare, score. Cleans up after itself."""
     from fraudwatch.devstack import ensure_topics
@@ -441,7 +442,7 @@ def evaluate_profile(
         "FRAUD_STOP_AT_END": "1",
         "PYTHONUNBUFFERED": "1",
     }
-    env.pop("FRAUD_RULES_FILE", None)  # both runs use config/rules.toml
+    env["FRAUD_RULES_FILE"] = str(rules_file)  # one snapshot for the stream and the backtest
     seconds: dict[str, float] = {}
     _say(f"[{plan.profile}] topics {tx}, {alerts_topic}, {dlq}; database {database}")
     try:
@@ -611,7 +612,10 @@ def render_report(
         f"- run at: {started:%Y-%m-%d %H:%M} UTC, took {total_s / 60:.1f} min in all (load "
         f"average at the end {os.getloadavg()[0]:.1f})"
     )
-    w(f"- code: commit {commit}; rules `config/rules.toml` version {ruleset_version}")
+    w(
+        f"- code: commit {commit}; rules `config/rules.toml` version {ruleset_version} (one copy, "
+        "taken at the start, for the live run and the backtest)"
+    )
     for line in machine:
         w(f"- machine: {line}")
     w(
@@ -912,7 +916,11 @@ def main(
     bootstrap = KafkaSettings().kafka_bootstrap_servers
     mongo_uri = MongoSettings().mongodb_uri
     _check_stack(bootstrap, mongo_uri)
-    ruleset = load_ruleset()
+    # Both runs read one copy taken now: the rule file may be edited while this runs.
+    workdir.mkdir(parents=True, exist_ok=True)
+    rules_file = workdir / "rules.toml"
+    shutil.copyfile(REPO_ROOT / "config" / "rules.toml", rules_file)
+    ruleset = load_ruleset(rules_file)
     rule_names = list(type(ruleset.rules).model_fields)
     rules = ruleset.rules
     min_history = min(rules.amount_spike.min_history, rules.location_anomaly.min_history)
@@ -920,7 +928,7 @@ def main(
     for profile in (p.strip() for p in profiles.split(",") if p.strip()):
         plan = RunPlan(profile, cards, days, seed, start, fraud_ratio, warmup_days)
         runs[profile] = evaluate_profile(
-            plan, workdir, bootstrap, mongo_uri, rule_names, k, timeout, min_history
+            plan, workdir, bootstrap, mongo_uri, rule_names, k, timeout, min_history, rules_file
         )
     total_s = time.monotonic() - started
     command = "python -m bench.evaluate " + shlex.join(sys.argv[1:])
