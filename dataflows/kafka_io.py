@@ -88,9 +88,13 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         # ending one partition early in a two-process run: 98 alerts missing, exit 0).
         self._end: int | None = None
         if stop_at_end:
-            _, self._end = self._consumer.get_watermark_offsets(
+            low, self._end = self._consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=30
             )
+            # An empty partition (or one already read to its end) has nothing to drain; no
+            # fetch would ever move the position to tell us so.
+            first = low if resume_offset is None else resume_offset
+            self._eof = first >= self._end
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
     def _on_stats(self, stats_json: str) -> None:

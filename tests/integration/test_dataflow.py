@@ -118,6 +118,17 @@ def test_workers_and_processes_give_the_same_alerts_as_one_worker(
     assert sum(d["transactions"] for d in db.alert_stats.find()) == len(values)
 
 
+def test_stop_at_end_finishes_when_some_input_partitions_are_empty(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    values = traffic(cards=1, per_card=6)  # one card: one key, so one of three partitions
+    produce(pipe.bootstrap, pipe.tx, values)
+    log = tmp_path / "dataflow.log"
+    assert pipe.run_to_end(log, timeout=60) == 0, log.read_text()[-3000:]
+    stats = mongo_client[pipe.db].alert_stats.find()
+    assert sum(d["transactions"] for d in stats) == len(values)
+
+
 def test_missing_input_topic_fails_fast_with_a_clear_message(
     pipe: PipelineEnv, tmp_path: Path
 ) -> None:
