@@ -15,6 +15,7 @@ import math
 import sys
 from array import array
 from datetime import UTC, datetime
+from hashlib import blake2b
 from typing import Any, NamedTuple
 
 from dataflows.ruleset import SEVERITY_RANK, RuleSet
@@ -31,16 +32,20 @@ class CardState:
     """What one card's rules need, and nothing else: no PAN, bounded by event time and count.
 
     ``ev`` holds the card's kept transactions sorted by event time (STRIDE doubles each);
-    ``cc`` and ``ids`` are the parallel country codes and transaction ids.
+    ``cc`` and ``ids`` are the parallel country codes and transaction ids. ``dh``/``dt`` remember
+    the ids (64-bit hashes) and event times of transactions judged but no longer kept (pruned,
+    or late), for duplicate detection within the rule set's dedupe horizon.
     """
 
-    __slots__ = ("cc", "ev", "ids", "max_ts")
+    __slots__ = ("cc", "dh", "dt", "ev", "ids", "max_ts")
 
     def __init__(self) -> None:
         self.ev = array("d")
         self.cc: list[str] = []
         self.ids: list[str] = []
         self.max_ts = -1
+        self.dh = array("q")
+        self.dt = array("q")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -48,18 +53,36 @@ class CardState:
     def ts(self, i: int) -> float:
         return self.ev[i * STRIDE]
 
-    def to_snapshot(self) -> tuple[bytes, tuple[str, ...], tuple[str, ...], int]:
+    def to_snapshot(self) -> CardSnapshotData:
         """An immutable, picklable copy for Bytewax recovery."""
-        return (self.ev.tobytes(), tuple(self.cc), tuple(self.ids), self.max_ts)
+        base = (self.ev.tobytes(), tuple(self.cc), tuple(self.ids), self.max_ts)
+        return (*base, self.dh.tobytes(), self.dt.tobytes()) if self.dh else base
 
     @classmethod
-    def from_snapshot(cls, snap: tuple[bytes, tuple[str, ...], tuple[str, ...], int]) -> CardState:
+    def from_snapshot(cls, snap: CardSnapshotData) -> CardState:
         state = cls()
         state.ev.frombytes(snap[0])
         state.cc = [sys.intern(c) for c in snap[1]]
         state.ids = list(snap[2])
         state.max_ts = snap[3]
+        if len(snap) == 6:  # snapshots from before the dedupe memory have 4 fields
+            state.dh.frombytes(snap[4])
+            state.dt.frombytes(snap[5])
         return state
+
+
+# (events, countries, ids, newest event time[, dedupe hashes, dedupe event times])
+CardSnapshotData = (
+    tuple[bytes, tuple[str, ...], tuple[str, ...], int]
+    | tuple[bytes, tuple[str, ...], tuple[str, ...], int, bytes, bytes]
+)
+
+
+def id_hash(transaction_id: str) -> int:
+    """A stable 64-bit hash of a transaction id (the same in every process and run)."""
+    return int.from_bytes(
+        blake2b(transaction_id.encode(), digest_size=8).digest(), "big", signed=True
+    )
 
 
 class Outcome(NamedTuple):
@@ -95,6 +118,7 @@ class Detector:
         self.profile_ms = ruleset.profile_horizon_ms
         self.short_ms = ruleset.short_horizon_ms
         self.max_window_events = ruleset.engine.max_window_events
+        self.dedupe_ms = ruleset.dedupe_horizon_ms
         self.r = r
         self.vc_ms = int(r.velocity_count.window_minutes * 60_000)
         self.va_ms = int(r.velocity_amount.window_minutes * 60_000)
@@ -114,6 +138,8 @@ class Detector:
         ``detected_at`` (epoch ms) is only copied into the alert; no rule reads it.
         """
         if e.transaction_id in state.ids:
+            return Outcome(e, None, duplicate=True)
+        if state.dh and id_hash(e.transaction_id) in state.dh:
             return Outcome(e, None, duplicate=True)
         amount = self.amount_in_base(e.amount, e.currency)
         late = state.max_ts >= 0 and e.ts < state.max_ts - self.lateness_ms
@@ -140,7 +166,11 @@ class Detector:
         alert = (
             self._alert(state, e, amount, reasons, evidence, detected_at, late) if reasons else None
         )
-        if not late:
+        if late:
+            if e.ts >= state.max_ts - self.dedupe_ms:
+                state.dh.append(id_hash(e.transaction_id))
+                state.dt.append(e.ts)
+        else:
             self._prune(state)
         return Outcome(e, alert, late=late)
 
@@ -357,6 +387,7 @@ class Detector:
         Kept: everything inside the short windows (plus lateness), up to ``max_window_events``,
         and the newest ``profile_size`` transactions inside the profile horizon.
         """
+        self._prune_dedupe(state)
         n = len(state.ids)
         if n <= self.profile_size:
             oldest_useful = state.max_ts - self.profile_ms - self.lateness_ms
@@ -374,9 +405,23 @@ class Detector:
         start = min(keep_short, keep_profile)
         start = max(start, n - self.max_window_events)
         if start > 0:
+            for i in range(start):
+                state.dh.append(id_hash(state.ids[i]))
+                state.dt.append(int(ev[i * STRIDE]))
             del state.ev[: start * STRIDE]
             del state.cc[:start]
             del state.ids[:start]
+
+    def _prune_dedupe(self, state: CardState) -> None:
+        """Forget remembered ids older than the dedupe horizon."""
+        if not state.dt:
+            return
+        since = state.max_ts - self.dedupe_ms
+        if min(state.dt) >= since:
+            return
+        keep = [i for i, t in enumerate(state.dt) if t >= since]
+        state.dh = array("q", [state.dh[i] for i in keep])
+        state.dt = array("q", [state.dt[i] for i in keep])
 
     # ------------------------------------------------------------------ alert
 

@@ -30,7 +30,7 @@ from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from dataflows import metrics
-from dataflows.detector import CardState, Detector, Outcome
+from dataflows.detector import CardSnapshotData, CardState, Detector, Outcome
 from dataflows.edge import Edge, RawRecord
 from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.mongo_io import MongoUpsertSink
@@ -68,7 +68,7 @@ STEP_IDS = (
 # allowed lateness; that is what makes eviction safe (see CardLogic.on_notify).
 _PARTITION_WATERMARKS: dict[int, int] = {}
 
-CardSnapshot = tuple[tuple[bytes, tuple[str, ...], tuple[str, ...], int], int]
+CardSnapshot = tuple[CardSnapshotData, int]
 
 
 class CardLogic(StatefulBatchLogic[CardEvent, Outcome, CardSnapshot]):

@@ -87,6 +87,7 @@ class Engine(_Strict):
     profile_size: int = Field(ge=2, le=200)
     profile_days: float = Field(gt=0)
     max_window_events: int = Field(ge=8, le=10_000)
+    dedupe_hours: float = Field(default=72, gt=0)
 
 
 class Currency(_Strict):
@@ -136,7 +137,13 @@ class RuleSet(_Strict):
     def eviction_horizon_ms(self) -> int:
         """An idle card whose newest event is older than this has nothing any rule could use."""
         lateness = int(self.engine.allowed_lateness_minutes * 60_000)
-        return max(self.short_horizon_ms, self.profile_horizon_ms + lateness)
+        return max(
+            self.short_horizon_ms, self.profile_horizon_ms + lateness, self.dedupe_horizon_ms
+        )
+
+    @property
+    def dedupe_horizon_ms(self) -> int:
+        return int(self.engine.dedupe_hours * 3_600_000)
 
     def severity_for(self, score: float) -> str:
         s = self.severity

@@ -242,3 +242,53 @@ def test_alert_score_merges_rules_and_severity_is_at_least_each_rules(ruleset: R
     assert alert.score == round(1 - expected, 4)
     assert alert.severity == "critical"
     assert alert.ruleset_version == ruleset.version
+
+
+HOUR = 60 * MIN
+
+
+def test_a_re_sent_late_transaction_is_a_duplicate_not_a_second_alert(ruleset: RuleSet) -> None:
+    det = Detector(ruleset)
+    big = make_event(transaction_id="big", ts=T0, amount=9000.0)
+    events = [*seq(3, step_ms=HOUR), big, big]  # ``big`` is hours late: the late path
+    outcomes = run(det, events)
+    assert outcomes[3].late
+    assert fired(outcomes[3]) == ["high_amount"]
+    assert outcomes[4].duplicate
+    assert outcomes[4].alert is None
+
+
+def test_a_re_sent_transaction_the_windows_dropped_is_still_a_duplicate(ruleset: RuleSet) -> None:
+    det = Detector(ruleset)
+    state = CardState()
+    big = make_event(transaction_id="big", ts=T0, amount=9000.0)
+    assert fired(det.process(state, big, 0)) == ["high_amount"]
+    for i in range(1, 26):  # more than profile_size later transactions, over two days
+        det.process(state, make_event(transaction_id=f"later-{i}", ts=T0 + 2 * i * HOUR), 0)
+    assert "big" not in state.ids  # pruned from the windows...
+    again = det.process(state, big, 0)
+    assert again.duplicate  # ...but remembered for the dedupe horizon
+    assert again.alert is None
+    # The memory survives a snapshot round trip.
+    restored = CardState.from_snapshot(state.to_snapshot())
+    assert det.process(restored, big, 0).duplicate
+
+
+def test_ids_are_forgotten_after_the_dedupe_horizon(ruleset: RuleSet) -> None:
+    det = Detector(ruleset)
+    state = CardState()
+    horizon_h = ruleset.engine.dedupe_hours
+    det.process(state, make_event(transaction_id="old", ts=T0, amount=9000.0), 0)
+    for i in range(1, 26):
+        ts = T0 + int(i * (horizon_h + 24) / 25 * HOUR)
+        det.process(state, make_event(transaction_id=f"later-{i}", ts=ts), 0)
+    assert len(state.dh) < 25  # older remembered ids were dropped
+    beyond = det.process(state, make_event(transaction_id="old", ts=T0, amount=9000.0), 0)
+    assert not beyond.duplicate  # documented: too old to tell apart; judged as a late arrival
+    assert beyond.late
+
+
+def test_snapshots_from_before_the_dedupe_memory_still_load() -> None:
+    state = CardState.from_snapshot((b"", ("DE",), ("t1",), T0))
+    assert state.ids == ["t1"]
+    assert len(state.dh) == 0
