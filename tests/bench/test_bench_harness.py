@@ -181,13 +181,13 @@ def test_report_renders_every_section_and_names_the_run_id_once() -> None:
     assert page.count("bench-1-a") == 1  # in the run's heading; commands say $RUN
     assert "$RUN-tp-tx" in page
     assert "÷ naive: **6.00x**" in page
-    assert "The interval moves the tail" in page
+    assert "At 1,000 tx/s and 5,000 tx/s the longer interval lengthens the tail" in page
 
 
 def test_report_says_when_the_snapshot_interval_does_not_matter() -> None:
     res = copy.deepcopy(RESULTS)
     res["latency"]["runs"] = [_latency_run(r, s, 20.0) for s in (1, 10) for r in (1000, 5000)]
-    assert "The interval barely moves it" in report.render({"quick": res})
+    assert "The interval barely moves the tail" in report.render({"quick": res})
 
 
 def test_plot_writes_a_png(tmp_path) -> None:
