@@ -61,6 +61,12 @@ def _system(tp: dict[str, Any], name: str) -> dict[str, Any] | None:
     return next((s for s in tp.get("systems", []) if s["system"] == name), None)
 
 
+def full_profile_bytes(mem: dict[str, Any]) -> float:
+    """Bytes per card with ``FULL_PROFILE_TXNS`` kept transactions (linear extrapolation)."""
+    extra = FULL_PROFILE_TXNS - mem["per_card"]
+    return float(mem["bytes_per_card"] + mem["bytes_per_kept_transaction"] * extra)
+
+
 def one_process_rate(tp: dict[str, Any]) -> float | None:
     """Mean tx/s of the 1-process, 1-worker dataflow runs (the run and its repeat)."""
     runs = [
@@ -132,6 +138,15 @@ def targets(res: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 f"≤ {TARGET_BYTES_PER_CARD:,} bytes of state per tracked card",
                 f"{b:,.0f} bytes/card ({mem['per_card']} kept transactions each)",
                 b <= TARGET_BYTES_PER_CARD,
+            )
+        )
+        full = full_profile_bytes(mem)
+        out.append(
+            (
+                f"the same with a full profile ({FULL_PROFILE_TXNS} kept transactions, "
+                "extrapolated)",
+                f"{full:,.0f} bytes/card",
+                full <= TARGET_BYTES_PER_CARD,
             )
         )
     return out
@@ -449,9 +464,7 @@ def _render_memory(mem: dict[str, Any], run_id: str) -> list[str]:
         ("cards", "transactions per card", "transactions", "fed at (tx/s)", "idle RSS", "peak"),
         rows,
     )
-    full_profile = mem["bytes_per_card"] + mem["bytes_per_kept_transaction"] * (
-        FULL_PROFILE_TXNS - mem["per_card"]
-    )
+    full_profile = full_profile_bytes(mem)
     lines += [
         f"**{mem['bytes_per_card']:,.0f} bytes per card** with {mem['per_card']} kept "
         f"transactions each (least-squares slope of idle RSS against cards; "
