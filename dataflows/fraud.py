@@ -222,7 +222,7 @@ def build_flow(
             resume,
             settings.fraud_stats_flush_s,
             settings.fraud_stats_retention_minutes,
-            settings.fraud_stats_max_hold_s,
+            settings.fraud_stats_idle_partition_s,
         )
 
     def stats_of_batch(outcomes: list[Outcome]) -> list[tuple[str, StatsDelta]]:

@@ -32,8 +32,8 @@ class DataflowSettings(KafkaSettings, MongoSettings, TokenSettings):
     # many minutes behind the newest event time (older arrivals are counted in a metric only).
     fraud_stats_flush_s: float = Field(default=2.0, gt=0)
     fraud_stats_retention_minutes: int = Field(default=2880, ge=60)
-    # A minute that the slowest input partition has not passed yet (a backfill) is written
-    # when it has waited this long; until then it waits, so it is written once, not rewritten.
-    fraud_stats_max_hold_s: float = Field(default=30.0, gt=0)
+    # Past minutes are written once every input partition has passed them; a partition whose
+    # event time has not advanced for this long (idle, finished) no longer holds them back.
+    fraud_stats_idle_partition_s: float = Field(default=30.0, gt=0)
     # How often (wall clock) idle cards are checked for eviction.
     fraud_eviction_check_s: float = Field(default=300.0, gt=0)

@@ -13,8 +13,9 @@ When a dirty minute is written (checked every ``flush_s`` seconds of wall clock)
   per-partition newest event times), so a backfill writes each minute once, as an insert: on
   FerretDB an update scans the whole collection, and rewriting minutes that two partitions
   fill at different speeds cost 15-25 ms each (most of a 100k-transaction backfill's time);
-- any minute dirty for longer than ``max_hold_s`` (an idle or finished partition holds the
-  low watermark back), and everything at the end of the input.
+- a partition whose newest event time has not advanced for ``idle_partition_s`` (idle live
+  traffic, a finished or empty partition) no longer holds minutes back; with no active
+  partition left every dirty minute is written. Everything is written at the end of input.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
         resume: StatsSnapshot | None,
         flush_s: float,
         retention_minutes: int,
-        max_hold_s: float = 30.0,
+        idle_partition_s: float = 30.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.minutes: dict[int, MinuteCounts] = {}
@@ -131,15 +132,15 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
             self.dirty = set(resume[1])
             self.written = set(resume[2])
         self.flush = timedelta(seconds=flush_s)
-        self.max_hold = timedelta(seconds=max_hold_s)
+        self.idle_after = timedelta(seconds=idle_partition_s)
         self.clock = clock
         self.retention = retention_minutes
         self.newest = max(self.minutes, default=0)
         # Soft state, rebuilt after a resume: newest event minute per input partition, and
-        # since when (wall clock) each dirty minute has waited to be written.
+        # when (wall clock) it last advanced.
         self.marks: dict[int, int] = {}
+        self.advanced: dict[int, datetime] = {}
         now = clock()
-        self.dirty_since: dict[int, datetime] = dict.fromkeys(self.dirty, now)
         self.due: datetime | None = now if self.dirty else None
 
     def on_batch(self, values: list[StatsDelta]) -> tuple[list[dict[str, Any]], bool]:
@@ -148,6 +149,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
             for p, minute in marks.items():
                 if minute > self.marks.get(p, -1):
                     self.marks[p] = minute
+                    self.advanced[p] = now
             for minute, counts in delta.items():
                 if minute < self.newest - self.retention:
                     # Its stored document may hold counts we no longer have: never rewrite it.
@@ -157,9 +159,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
                 if total is None:
                     total = self.minutes[minute] = _empty()
                 merge_into(total, counts)
-                if minute not in self.dirty:
-                    self.dirty.add(minute)
-                    self.dirty_since[minute] = now
+                self.dirty.add(minute)
                 self.newest = max(self.newest, minute)
         if self.dirty and self.due is None:
             self.due = now + self.flush
@@ -167,12 +167,11 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
 
     def _ready(self, now: datetime) -> list[int]:
         """The dirty minutes to write now (see the module docstring)."""
-        low = min(self.marks.values(), default=-1)
+        active_since = now - self.idle_after
+        active = [m for p, m in self.marks.items() if self.advanced[p] > active_since]
+        low = min(active) if active else None
         live_from = int(now.timestamp()) // 60 - LIVE_WINDOW_MIN
-        held_before = now - self.max_hold
-        return [
-            m for m in self.dirty if m < low or m >= live_from or self.dirty_since[m] <= held_before
-        ]
+        return [m for m in self.dirty if low is None or m < low or m >= live_from]
 
     def _emit(self, minutes: Iterable[int]) -> list[dict[str, Any]]:
         docs = []
@@ -183,7 +182,6 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
                 self.written.add(m)
             docs.append(doc)
             self.dirty.discard(m)
-            del self.dirty_since[m]
         self.due = self.clock() + self.flush if self.dirty else None
         floor = self.newest - self.retention
         for m in [m for m in self.minutes if m < floor]:

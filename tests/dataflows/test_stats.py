@@ -66,11 +66,27 @@ def test_live_minutes_are_written_every_flush() -> None:
     assert NEW_MINUTE not in again[0]  # a rewrite of the whole minute
 
 
-def test_a_minute_held_back_by_an_idle_partition_is_written_after_the_max_hold() -> None:
+def test_a_slow_partition_holds_minutes_back_for_as_long_as_it_advances() -> None:
     clock = Clock(NOW)
-    logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=10_000, max_hold_s=30, clock=clock)
+    logic = MinuteStatsLogic(
+        None, flush_s=2, retention_minutes=10_000, idle_partition_s=30, clock=clock
+    )
+    logic.on_batch([delta({0: PAST + 100, 1: PAST}, PAST + 50)])
+    for step in range(1, 7):  # a minute of wall clock: partition 1 creeps forward
+        assert written(logic, clock, 10) == []
+        logic.on_batch([delta({1: PAST + step})])
+    logic.on_batch([delta({1: PAST + 60})])
+    assert [d["transactions"] for d in written(logic, clock)] == [1]
+
+
+def test_a_partition_that_stopped_advancing_no_longer_holds_minutes_back() -> None:
+    clock = Clock(NOW)
+    logic = MinuteStatsLogic(
+        None, flush_s=2, retention_minutes=10_000, idle_partition_s=30, clock=clock
+    )
     logic.on_batch([delta({0: PAST + 100, 1: PAST}, PAST + 50)])
     assert written(logic, clock, 10) == []
+    logic.on_batch([delta({0: PAST + 120})])  # partition 0 goes on; partition 1 is idle
     assert written(logic, clock, 10) == []
     assert [d["transactions"] for d in written(logic, clock, 11)] == [1]
     assert logic.notify_at() is None
@@ -80,8 +96,6 @@ def test_dirty_minutes_in_a_snapshot_are_written_after_a_resume() -> None:
     clock = Clock(NOW)
     logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=10_000, clock=clock)
     logic.on_batch([delta({0: PAST + 1, 1: PAST}, PAST)])
-    resumed = MinuteStatsLogic(
-        logic.snapshot(), flush_s=2, retention_minutes=10_000, max_hold_s=30, clock=clock
-    )
-    # No partition has been seen since the resume: the max hold bounds the wait.
-    assert written(resumed, clock, 31)[0]["transactions"] == 1
+    resumed = MinuteStatsLogic(logic.snapshot(), flush_s=2, retention_minutes=10_000, clock=clock)
+    # No partition has reported since the resume, so none holds the minute back.
+    assert written(resumed, clock)[0]["transactions"] == 1
