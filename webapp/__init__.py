@@ -8,6 +8,7 @@ settings and builds one lazily connecting ``MongoClient`` per process.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
@@ -22,7 +23,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     Args:
         test_config: Flask config overrides for tests. ``SETTINGS`` may hold a ready
-            :class:`webapp.settings.WebappSettings`, ``CLOCK`` a ``() -> datetime``.
+            :class:`webapp.settings.WebappSettings`, ``CLOCK`` a ``() -> datetime``,
+            ``READ_CACHE_CLOCK`` a ``() -> float`` (seconds) for the read cache's TTL.
 
     Raises:
         webapp.settings.SettingsError: when the configuration cannot work (e.g. no
@@ -36,6 +38,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webapp import api, auth, console, ops
     from webapp.cli import register_commands, seed_dev_user
     from webapp.metrics import WebMetrics
+    from webapp.read_cache import ReadCache
     from webapp.services import EXTENSION_KEY, Services, utc_now
     from webapp.settings import WebappSettings
     from webapp.store import AlertStore
@@ -70,6 +73,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     clock = overrides.pop("CLOCK", None) or utc_now
+    cache_clock = overrides.pop("READ_CACHE_CLOCK", None) or time.time
     app.config.update(overrides)
     if settings.webapp_proxy_count:
         n = settings.webapp_proxy_count
@@ -86,10 +90,22 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
     db = client[settings.mongodb_database]
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
+    metrics = WebMetrics(settings.prometheus_multiproc_dir)
+    read_cache = ReadCache(
+        settings.webapp_read_cache_s,
+        settings.webapp_read_cache_entries,
+        max_loads=settings.webapp_read_concurrency,
+        clock=cache_clock,
+        observer=metrics.read_cache_lookup,
+    )
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         client=client,
-        alerts=AlertStore(db, queue_window=timedelta(hours=settings.webapp_queue_window_hours)),
+        alerts=AlertStore(
+            db,
+            queue_window=timedelta(hours=settings.webapp_queue_window_hours),
+            read_cache=read_cache,
+        ),
         access=AccessStore(
             db,
             config_users=settings.webapp_users,
@@ -100,11 +116,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             hash_method=str(app.config["PASSWORD_HASH_METHOD"]),
         ),
         tokenizer=CardTokenizer(key),
-        metrics=WebMetrics(settings.prometheus_multiproc_dir),
+        metrics=metrics,
         clock=clock,
     )
 
     app.before_request(ops.start_timer)
+    app.before_request(console.pin_reads_after_own_write)
     # The sign-in wall runs before the CSRF check, so anonymous requests are sent to /login.
     app.before_request(auth.require_login)
     csrf = CSRFProtect(app)

@@ -14,7 +14,7 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from webapp.auth import current_user, load_session_user
-from webapp.console import stats_payload, validate_comment
+from webapp.console import remember_own_write, stats_payload, validate_comment
 from webapp.documents import STATUSES
 from webapp.queries import (
     LIST_PARAMS,
@@ -159,10 +159,12 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
     except AlertNotFound:
         abort(404, description="There is no alert with this id.")
     except DispositionConflict as exc:
+        remember_own_write(svc)
         svc.metrics.dispositions.labels(req.to, "conflict").inc()
         response = jsonify(error="conflict", message=str(exc), current_status=exc.current)
         response.status_code = 409
         return response
+    remember_own_write(svc)
     svc.metrics.dispositions.labels(req.to, "ok").inc()
     alert = svc.alerts.get(alert_id)
     return jsonify(alert=alert.to_api(detail=True) if alert else None, disposition=entry.to_api())

@@ -10,17 +10,19 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.wrappers import Response as BaseResponse
 
 from fraudwatch.cards import contains_pan
 from fraudwatch.geo import haversine_km
-from webapp.auth import analyst_required, current_user
+from webapp.auth import SESSION_USER, analyst_required, current_user
 from webapp.dashboard import build_stats, minute_floor
 from webapp.documents import (
     STATUS_LABELS,
@@ -41,6 +43,7 @@ from webapp.queries import (
     parse_whole_number,
     single_values,
 )
+from webapp.read_cache import set_reads_not_before
 from webapp.services import Services, services
 from webapp.store import (
     MAX_COMMENT_CHARS,
@@ -52,8 +55,32 @@ from webapp.store import (
 
 bp = Blueprint("console", __name__)
 
+# Session key: when (read-cache clock) this browser's user last changed an alert.
+OWN_WRITE_AT = "own_write_at"
 POLL_PARAMS = (*[p for p in LIST_PARAMS if p not in ("before", "after")], "sig", "seen")
 FILTER_FORM_FIELDS = ("status", "severity", "rule", "card", "merchant", "from", "to")
+
+
+def remember_own_write(svc: Services) -> None:
+    """After the user's own status change: their following reads, on whichever gunicorn
+    worker they land, skip cached answers read before this moment (read-your-writes; this
+    process's cache is already cleared by ``AlertStore.change_status``). Bearer-token API
+    calls have no session and get no cookie: each of their reads is a request of its own."""
+    if SESSION_USER in session:
+        session[OWN_WRITE_AT] = svc.alerts.read_cache.clock()
+
+
+def pin_reads_after_own_write() -> None:
+    """``before_request``: apply :func:`remember_own_write`'s moment while it matters (for one
+    cache TTL; later every cached answer is newer anyway)."""
+    cache = services().alerts.read_cache
+    moment = None
+    # Only look into a session that exists (reading it adds "Vary: Cookie"), never for files.
+    has_session = current_app.config["SESSION_COOKIE_NAME"] in request.cookies
+    if cache.enabled and has_session and request.endpoint != "static":
+        moment = session.get(OWN_WRITE_AT)
+    fresh = isinstance(moment, float) and cache.clock() - moment < cache.ttl_s
+    set_reads_not_before(moment if fresh else None)
 
 
 def _query_from_args(svc: Services, allowed: tuple[str, ...]) -> tuple[AlertQuery, dict[str, str]]:
@@ -80,6 +107,7 @@ def _queue_context(svc: Services, query: AlertQuery, page: AlertPage, seen: int)
         "window_start": start,
         "window_end": min(end, now),
         "poll_seconds": svc.settings.webapp_poll_seconds,
+        "cache_seconds": svc.settings.webapp_read_cache_s,
     }
 
 
@@ -223,6 +251,7 @@ def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
             seen_version=version,
         )
     except DispositionConflict as exc:
+        remember_own_write(svc)
         svc.metrics.dispositions.labels(to, "conflict").inc()
         fresh = svc.alerts.get(alert.alert_id) or alert
         context = _detail_context(svc, fresh)
@@ -231,6 +260,7 @@ def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
         raise InvalidParameter("to", str(exc)) from None
     except AlertNotFound:
         abort(404, description="There is no alert with this id.")
+    remember_own_write(svc)
     svc.metrics.dispositions.labels(to, "ok").inc()
     flash(f"Status changed to {STATUS_LABELS.get(to, to)}.", "success")
     return redirect(url_for("console.alert_detail", alert_id=alert.alert_id), 303)

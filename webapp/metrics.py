@@ -49,12 +49,24 @@ class WebMetrics:
             registry=self.registry,
         )
         self.worker.set(os.getpid())
+        self.read_cache = Counter(
+            "fraudwatch_webapp_read_cache_lookups",
+            "Read-cache lookups by view (page, counts, card_history, minute_stats, outcomes) "
+            "and result: hit (served from memory), miss (queried the database), shared "
+            "(waited for an identical query already running).",
+            ["view", "result"],
+            registry=self.registry,
+        )
         self.dispositions = Counter(
             "fraudwatch_webapp_dispositions",
             "Alert status changes by target status and result (ok, conflict).",
             ["to", "result"],
             registry=self.registry,
         )
+
+    def read_cache_lookup(self, view: str, result: str) -> None:
+        """A ``ReadCache`` observer: one lookup of ``view`` that was a hit, miss or shared."""
+        self.read_cache.labels(view, result).inc()
 
     def render(self) -> bytes:
         """The exposition text: this process's registry, or all workers' in multiprocess mode."""

@@ -56,6 +56,12 @@ class WebappSettings(MongoSettings, TokenSettings):
     webapp_queue_window_hours: int = Field(default=168, gt=0, le=24 * 366)
     webapp_page_size: int = Field(default=50, gt=0, le=500)
     webapp_poll_seconds: int = Field(default=3, gt=0, le=60)
+    # Seconds an expensive read view (queue page, status counts, card history, dashboard) is
+    # served from this process's memory; 0 = always read the database. See docs/webapp.md.
+    webapp_read_cache_s: float = Field(default=5.0, ge=0, le=60)
+    webapp_read_cache_entries: int = Field(default=256, gt=0, le=100_000)
+    # Expensive reads one worker runs at the same time (others queue for their turn).
+    webapp_read_concurrency: int = Field(default=1, gt=0, le=64)
     # How far back the dashboard's analyst-outcome (precision) panel looks.
     webapp_outcome_days: int = Field(default=30, gt=0, le=366)
     # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -30,6 +30,7 @@ from webapp.documents import (
     MinuteStats,
 )
 from webapp.queries import AlertQuery
+from webapp.read_cache import ReadCache
 
 Doc = dict[str, Any]
 
@@ -109,12 +110,21 @@ class AlertPage:
 class AlertStore:
     """The console's view of the ``alerts``, ``alert_stats`` and ``dispositions`` collections."""
 
-    def __init__(self, db: Database[Doc], *, queue_window: timedelta) -> None:
+    def __init__(
+        self,
+        db: Database[Doc],
+        *,
+        queue_window: timedelta,
+        read_cache: ReadCache | None = None,
+    ) -> None:
         self._db = db
         self._alerts = db[ALERTS]
         self._stats = db[ALERT_STATS]
         self._dispositions = db[DISPOSITIONS]
         self.queue_window = queue_window
+        # Disabled unless given: exact reads by default (the CLI, benches); the console passes
+        # one sized by WEBAPP_READ_CACHE_S.
+        self.read_cache = read_cache if read_cache is not None else ReadCache(0)
         self._indexes_ready = False
         self._lock = threading.Lock()
 
@@ -145,13 +155,18 @@ class AlertStore:
         ``by_merchant`` when that filter is set. The time range bounds the index scan and the
         cursor continues it, so page 1000 costs what page 1 costs.
         """
+        as_of, bucket = self._as_of(now)
+        key = ("page", query, limit, bucket)
+        return self.read_cache.get_or_load(key, lambda: self._load_page(query, limit, as_of))
+
+    def _load_page(self, query: AlertQuery, limit: int, now: datetime) -> AlertPage:
         flt = query.mongo_filter(now, self.queue_window)
         if query.after is not None:
             # Newer page: walk the same index upwards from the cursor, then flip.
             asc = [("timestamp", ASCENDING), ("_id", ASCENDING)]
             docs = list(self._alerts.find(flt, QUEUE_FIELDS).sort(asc).limit(limit + 1))
             if len(docs) <= limit:
-                return self.page(query.first_page(), limit, now)
+                return self._load_page(query.first_page(), limit, now)
             rows = [AlertView.from_doc(d) for d in reversed(docs[:limit])]
             return AlertPage(rows, older=rows[-1].cursor, newer=rows[0].cursor, is_first=False)
         docs = list(self._alerts.find(flt, QUEUE_FIELDS).sort(QUEUE_SORT).limit(limit + 1))
@@ -165,11 +180,38 @@ class AlertStore:
     def status_counts(self, query: AlertQuery, now: datetime) -> dict[str, int]:
         """Alerts per status for the current filters (ignoring the status filter itself).
 
-        One ``count_documents`` per status: with no other filter each is an index-only count
-        on ``by_status`` (``by_status_severity`` with a severity), bounded by the time range.
+        One aggregation: ``$match`` on the filters and time range, then ``$group`` on the
+        single key ``status`` (FerretDB v1 keeps only the first key of a compound group
+        ``_id``). On MongoDB the match is a range on ``queue`` or an equality + range on the
+        filter's index; on FerretDB v1 it is one scan instead of five. Statuses without
+        alerts count 0; a status outside the state machine is not shown.
         """
-        base = query.first_page().mongo_filter(now, self.queue_window, with_status=False)
-        return {s: self._alerts.count_documents({**base, "status": s}) for s in STATUSES}
+        as_of, bucket = self._as_of(now)
+        normalized = replace(query, status=None, before=None, after=None)
+        key = ("counts", normalized, bucket)
+        return self.read_cache.get_or_load(key, lambda: self._load_counts(normalized, as_of))
+
+    def _load_counts(self, query: AlertQuery, now: datetime) -> dict[str, int]:
+        match = query.mongo_filter(now, self.queue_window, with_status=False)
+        pipeline: list[Doc] = [
+            {"$match": match},
+            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
+        ]
+        counts = dict.fromkeys(STATUSES, 0)
+        for row in self._alerts.aggregate(pipeline):
+            status = row.get("_id")
+            if isinstance(status, str) and status in counts:
+                counts[status] = int(row.get("n", 0))
+        return counts
+
+    def _as_of(self, now: datetime) -> tuple[datetime, int]:
+        """``now`` rounded down to the read cache's time bucket, and the bucket: a cached
+        answer is then exactly the answer for its key. Unchanged when the cache is off."""
+        if not self.read_cache.enabled:
+            return now, 0
+        bucket = self.read_cache.bucket(now.timestamp())
+        start = datetime.fromtimestamp(bucket * self.read_cache.ttl_s, tz=now.tzinfo or UTC)
+        return start, bucket
 
     # --- one alert ---------------------------------------------------------------------------
 
@@ -182,6 +224,10 @@ class AlertStore:
         """The card's alerts, newest first. Index: ``by_card`` (card_token, timestamp)."""
         if not card_token:
             return []
+        key = ("card_history", card_token, limit)
+        return self.read_cache.get_or_load(key, lambda: self._load_card_history(card_token, limit))
+
+    def _load_card_history(self, card_token: str, limit: int) -> list[AlertView]:
         cursor = self._alerts.find({"card_token": card_token}, QUEUE_FIELDS)
         return [AlertView.from_doc(d) for d in cursor.sort(QUEUE_SORT).limit(limit)]
 
@@ -212,6 +258,9 @@ class AlertStore:
         v1, where concurrent updates of one document can all match.) If a process dies
         between the two writes, the next attempt finds the orphaned entry and rolls the alert
         forward to it before answering with a conflict.
+
+        Each write to an alert clears this process's read cache (``_apply``), so the next read
+        sees the change.
 
         Raises:
             TransitionNotAllowed, AlertNotFound, DispositionConflict, PyMongoError
@@ -247,17 +296,21 @@ class AlertStore:
 
     def _apply(self, alert_id: str, version: int, to: str, user: str, at: datetime) -> None:
         at_version: Any = {"$exists": False} if version == 0 else version
-        self._alerts.update_one(
-            {"_id": alert_id, "status_version": at_version},
-            {
-                "$set": {
-                    "status": to,
-                    "status_version": version + 1,
-                    "status_changed_at": at,
-                    "status_changed_by": user,
-                }
-            },
-        )
+        try:
+            self._alerts.update_one(
+                {"_id": alert_id, "status_version": at_version},
+                {
+                    "$set": {
+                        "status": to,
+                        "status_version": version + 1,
+                        "status_changed_at": at,
+                        "status_changed_by": user,
+                    }
+                },
+            )
+        finally:
+            # Also when the update failed: it may have been applied before the error.
+            self.read_cache.invalidate()
 
     def _roll_forward(self, alert_id: str, version: int) -> None:
         """Apply a winning audit entry whose status update never happened (crash recovery);
@@ -272,6 +325,10 @@ class AlertStore:
 
     def minute_stats(self, since: datetime, until: datetime) -> list[MinuteStats]:
         """Per-minute counts in [since, until), oldest first. Index: ``by_minute``."""
+        key = ("minute_stats", since, until)
+        return self.read_cache.get_or_load(key, lambda: self._load_minute_stats(since, until))
+
+    def _load_minute_stats(self, since: datetime, until: datetime) -> list[MinuteStats]:
         cursor = self._stats.find({"minute": {"$gte": since, "$lt": until}}, {"_id": 0})
         rows = (MinuteStats.from_doc(d) for d in cursor.sort([("minute", ASCENDING)]).limit(2000))
         return [r for r in rows if r is not None]
@@ -283,7 +340,14 @@ class AlertStore:
         ``by_status`` (status, timestamp) bounds it. (A single ``$group`` on the compound key
         {rule, status} would do, but FerretDB v1 drops all but the first key of a compound
         group ``_id``, and a ``$project`` of ``_id: 0`` before ``$group`` crashes it.)
+        ``since`` is rounded down to the cache's time bucket so that requests a moment apart
+        share one answer.
         """
+        since, bucket = self._as_of(since)
+        key = ("outcomes", bucket)
+        return self.read_cache.get_or_load(key, lambda: self._load_outcomes(since))
+
+    def _load_outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
         for status in OUTCOMES:
             pipeline: list[Doc] = [

@@ -46,6 +46,9 @@ def make_settings(db_name: str, **overrides: Any) -> WebappSettings:
         "fraud_token_key": TOKEN_KEY,
         "webapp_secret_key": "x" * 40,
         "webapp_poll_seconds": 1,
+        # Exact reads: these tests seed alerts behind the app's back and expect to see them on
+        # the next request. The read cache has its own tests (test_read_cache.py).
+        "webapp_read_cache_s": 0,
     }
     values.update(overrides)
     return WebappSettings(**values)
