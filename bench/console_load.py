@@ -17,7 +17,9 @@ What runs, all on loopback and cleaned up at the end (process group, scratch dat
   poll, alert details, the dashboard and the JSON API, with a short think time.
 
 Any answer other than 2xx/3xx, and any exception (timeouts included), is an error; the exit
-status is 1 when there is any. Latency is reported per endpoint and overall (p50/p95/p99).
+status is 1 when there is any. Latency is reported per endpoint and overall (p50/p95/p99),
+and the console's read-cache lookups (hits, misses, shared) summed over its workers from
+``/metrics`` (gunicorn runs with ``PROMETHEUS_MULTIPROC_DIR``).
 Client timeouts are long (``--timeout``, 60 s) and the console's MongoDB socket timeout is
 raised (``--mongo-timeout-ms``) so that a slow database shows up as latency, not as errors.
 """
@@ -65,6 +67,8 @@ HREF_ALERT = re.compile(r'data-alert-id="([0-9a-f]{24})"')
 OLDER = re.compile(r'href="([^"]+)" rel="next"')
 LIVE = re.compile(r'hx-get="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+CACHE_LOOKUP = re.compile(r"^fraudwatch_webapp_read_cache_lookups_total\{([^}]*)\} (\S+)$", re.M)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 # Small enough that FerretDB v1 answers within the client timeout on a shared 2-core machine:
 # there every queue page is six full scans (a find and five counts), ~2.5 s each at 5,000
 # alerts, so 5 users at 5,000 alerts already time out at 60 s.
@@ -299,6 +303,22 @@ def print_table(rows: dict[str, dict[str, Any]]) -> None:
         )
 
 
+def read_cache_lookups(base: str) -> dict[str, dict[str, int]]:
+    """{view: {hit|miss|shared: n}} from the console's /metrics (all workers)."""
+    try:
+        with urllib.request.urlopen(f"{base}/metrics", timeout=30) as r:  # noqa: S310 - our URL
+            text = r.read().decode()
+    except OSError as exc:
+        print(f"  could not read /metrics: {exc}")
+        return {}
+    out: dict[str, dict[str, int]] = defaultdict(dict)
+    for labels, value in CACHE_LOOKUP.findall(text):
+        found = dict(LABEL.findall(labels))
+        view, result = found.get("view", "?"), found.get("result", "?")
+        out[view][result] = out[view].get(result, 0) + int(float(value))
+    return dict(out)
+
+
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is not None:
         return
@@ -336,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     proc: subprocess.Popen[bytes] | None = None
     log = Path(tempfile.mkstemp(prefix="console-load-", suffix=".log")[1])
+    metrics_dir = tempfile.TemporaryDirectory(prefix="console-load-metrics-")
     writer: threading.Thread | None = None
     written = [0]
     try:
@@ -354,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
             "WEBAPP_COOKIE_SECURE": "false",
             "WEBAPP_LOG_LEVEL": "WARNING",
             "WEBAPP_LOGIN_RATE_LIMIT": "10000",
+            "PROMETHEUS_MULTIPROC_DIR": metrics_dir.name,
         }
         settings = WebappSettings(
             mongodb_uri=mongo.mongodb_uri,
@@ -427,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         rows = summarize(results)
         print_table(rows)
+        cache = read_cache_lookups(base)
+        for view, counts in sorted(cache.items()):
+            print(
+                f"  read cache {view:<13} hit {counts.get('hit', 0):>5}  "
+                f"miss {counts.get('miss', 0):>5}  shared {counts.get('shared', 0):>5}"
+            )
         total = rows["ALL"]
         print(
             f"\n{total['requests']} requests in {elapsed:.1f} s "
@@ -451,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             "client_timeout_s": args.timeout,
             "mongodb_uri": mongo.mongodb_uri,
             "endpoints": rows,
+            "read_cache_lookups": cache,
             "errors": {k: sorted(set(v)) for k, v in results.errors.items()},
             "p95_target_met": total["p95_s"] < 1,
         }
@@ -467,6 +496,7 @@ def main(argv: list[str] | None = None) -> int:
             if "Traceback" in tail or "[ERROR]" in tail:
                 print(f"gunicorn log (tail):\n{tail}", file=sys.stderr)
         log.unlink(missing_ok=True)
+        metrics_dir.cleanup()
         client.drop_database(db_name)
         client.close()
 
