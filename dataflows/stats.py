@@ -171,7 +171,9 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
         active = [m for p, m in self.marks.items() if self.advanced[p] > active_since]
         low = min(active) if active else None
         live_from = int(now.timestamp()) // 60 - LIVE_WINDOW_MIN
-        return [m for m in self.dirty if low is None or m < low or m >= live_from]
+        # A minute about to leave the retained range is written now, whatever holds it.
+        leaving = self.newest - self.retention + 1
+        return [m for m in self.dirty if low is None or m < low or m >= live_from or m < leaving]
 
     def _emit(self, minutes: Iterable[int]) -> list[dict[str, Any]]:
         docs = []
@@ -184,7 +186,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
             self.dirty.discard(m)
         self.due = self.clock() + self.flush if self.dirty else None
         floor = self.newest - self.retention
-        for m in [m for m in self.minutes if m < floor]:
+        for m in [m for m in self.minutes if m < floor and m not in self.dirty]:
             del self.minutes[m]
         self.written = {m for m in self.written if m >= floor}
         return docs

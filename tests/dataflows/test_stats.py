@@ -99,3 +99,16 @@ def test_dirty_minutes_in_a_snapshot_are_written_after_a_resume() -> None:
     resumed = MinuteStatsLogic(logic.snapshot(), flush_s=2, retention_minutes=10_000, clock=clock)
     # No partition has reported since the resume, so none holds the minute back.
     assert written(resumed, clock)[0]["transactions"] == 1
+
+
+def test_a_held_minute_leaving_the_retained_range_is_written_not_lost() -> None:
+    clock = Clock(NOW)
+    logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=60, clock=clock)
+    # Partition 1 is still at PAST (and active); partition 0 runs ahead by hours.
+    logic.on_batch([delta({0: PAST, 1: PAST}, PAST)])
+    logic.on_batch([delta({0: PAST + 300}, PAST + 300)])
+    docs = written(logic, clock)
+    assert [d["transactions"] for d in docs] == [1]  # PAST: about to fall out of retention
+    assert docs[0]["minute"] == datetime.fromtimestamp(PAST * 60, UTC)
+    eof, _ = logic.on_eof()
+    assert [d["transactions"] for d in eof] == [1]  # PAST + 300, at the end
