@@ -44,8 +44,17 @@ class CardState:
         self.cc: list[str] = []
         self.ids: list[str] = []
         self.max_ts = -1
-        self.dh = array("q")
-        self.dt = array("q")
+        # Allocated on first use: most cards never drop an id inside the dedupe horizon, and
+        # two empty arrays would cost 160 bytes on every card.
+        self.dh: array[int] | None = None
+        self.dt: array[int] | None = None
+
+    def remember(self, id_h: int, ts: int) -> None:
+        """Keep a judged id that is not (or no longer) in ``ids`` for duplicate detection."""
+        if self.dh is None or self.dt is None:
+            self.dh, self.dt = array("q"), array("q")
+        self.dh.append(id_h)
+        self.dt.append(ts)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -56,7 +65,9 @@ class CardState:
     def to_snapshot(self) -> CardSnapshotData:
         """An immutable, picklable copy for Bytewax recovery."""
         base = (self.ev.tobytes(), tuple(self.cc), tuple(self.ids), self.max_ts)
-        return (*base, self.dh.tobytes(), self.dt.tobytes()) if self.dh else base
+        if self.dh and self.dt:
+            return (*base, self.dh.tobytes(), self.dt.tobytes())
+        return base
 
     @classmethod
     def from_snapshot(cls, snap: CardSnapshotData) -> CardState:
@@ -66,8 +77,7 @@ class CardState:
         state.ids = list(snap[2])
         state.max_ts = snap[3]
         if len(snap) == 6:  # snapshots from before the dedupe memory have 4 fields
-            state.dh.frombytes(snap[4])
-            state.dt.frombytes(snap[5])
+            state.dh, state.dt = array("q", snap[4]), array("q", snap[5])
         return state
 
 
@@ -168,8 +178,7 @@ class Detector:
         )
         if late:
             if e.ts >= state.max_ts - self.dedupe_ms:
-                state.dh.append(id_hash(e.transaction_id))
-                state.dt.append(e.ts)
+                state.remember(id_hash(e.transaction_id), e.ts)
         else:
             self._prune(state)
         return Outcome(e, alert, late=late)
@@ -406,22 +415,25 @@ class Detector:
         start = max(start, n - self.max_window_events)
         if start > 0:
             for i in range(start):
-                state.dh.append(id_hash(state.ids[i]))
-                state.dt.append(int(ev[i * STRIDE]))
+                state.remember(id_hash(state.ids[i]), int(ev[i * STRIDE]))
             del state.ev[: start * STRIDE]
             del state.cc[:start]
             del state.ids[:start]
 
     def _prune_dedupe(self, state: CardState) -> None:
         """Forget remembered ids older than the dedupe horizon."""
-        if not state.dt:
+        if not state.dt or state.dh is None:
             return
         since = state.max_ts - self.dedupe_ms
         if min(state.dt) >= since:
             return
-        keep = [i for i, t in enumerate(state.dt) if t >= since]
-        state.dh = array("q", [state.dh[i] for i in keep])
-        state.dt = array("q", [state.dt[i] for i in keep])
+        dh, dt = state.dh, state.dt
+        keep = [i for i, t in enumerate(dt) if t >= since]
+        if keep:
+            state.dh = array("q", [dh[i] for i in keep])
+            state.dt = array("q", [dt[i] for i in keep])
+        else:
+            state.dh = state.dt = None
 
     # ------------------------------------------------------------------ alert
 
