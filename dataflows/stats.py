@@ -136,6 +136,9 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
         self.clock = clock
         self.retention = retention_minutes
         self.newest = max(self.minutes, default=0)
+        # Minutes below this were pruned (their stored documents hold counts we no longer
+        # have); only arrivals for those are dropped as too late.
+        self.pruned_below = min(self.minutes, default=self.newest - self.retention)
         # Soft state, rebuilt after a resume: newest event minute per input partition, and
         # when (wall clock) it last advanced.
         self.marks: dict[int, int] = {}
@@ -151,7 +154,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
                     self.marks[p] = minute
                     self.advanced[p] = now
             for minute, counts in delta.items():
-                if minute < self.newest - self.retention:
+                if minute < self.pruned_below:
                     # Its stored document may hold counts we no longer have: never rewrite it.
                     metrics.STATS_TOO_LATE.inc(counts["transactions"])
                     continue
@@ -172,7 +175,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
         low = min(active) if active else None
         live_from = int(now.timestamp()) // 60 - LIVE_WINDOW_MIN
         # A minute about to leave the retained range is written now, whatever holds it.
-        leaving = self.newest - self.retention + 1
+        leaving = self._floor(now) + 1
         return [m for m in self.dirty if low is None or m < low or m >= live_from or m < leaving]
 
     def _emit(self, minutes: Iterable[int]) -> list[dict[str, Any]]:
@@ -185,11 +188,23 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
             docs.append(doc)
             self.dirty.discard(m)
         self.due = self.clock() + self.flush if self.dirty else None
-        floor = self.newest - self.retention
+        floor = self._floor(self.clock())
         for m in [m for m in self.minutes if m < floor and m not in self.dirty]:
             del self.minutes[m]
         self.written = {m for m in self.written if m >= floor}
+        self.pruned_below = max(self.pruned_below, floor)
         return docs
+
+    def _floor(self, now: datetime) -> int:
+        """Minutes below this may be pruned: ``retention`` behind the slowest active partition.
+
+        Measured from the slowest partition, not the newest event: in a backfill one partition
+        can run days of event time ahead of another, whose counts must not be dropped.
+        """
+        active_since = now - self.idle_after
+        active = [m for p, m in self.marks.items() if self.advanced[p] > active_since]
+        slowest = min([*active, self.newest])
+        return slowest - self.retention
 
     def on_notify(self) -> tuple[list[dict[str, Any]], bool]:
         return self._emit(self._ready(self.clock())), False

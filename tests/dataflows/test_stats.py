@@ -101,14 +101,23 @@ def test_dirty_minutes_in_a_snapshot_are_written_after_a_resume() -> None:
     assert written(resumed, clock)[0]["transactions"] == 1
 
 
-def test_a_held_minute_leaving_the_retained_range_is_written_not_lost() -> None:
+def test_a_partition_days_behind_the_others_keeps_its_counts() -> None:
     clock = Clock(NOW)
     logic = MinuteStatsLogic(None, flush_s=2, retention_minutes=60, clock=clock)
-    # Partition 1 is still at PAST (and active); partition 0 runs ahead by hours.
-    logic.on_batch([delta({0: PAST, 1: PAST}, PAST)])
+    # Partition 0 runs five hours of event time ahead (retention: one hour) before partition
+    # 1's first batch arrives: a backfill whose partitions are read at different speeds.
     logic.on_batch([delta({0: PAST + 300}, PAST + 300)])
+    logic.on_batch([delta({1: PAST}, PAST)])
+    assert [d["transactions"] for d in written(logic, clock)] == []  # both held by partition 1
+    logic.on_batch([delta({1: PAST + 1}, PAST, PAST + 1)])
+    logic.on_batch([delta({1: PAST + 400}, PAST + 400)])
     docs = written(logic, clock)
-    assert [d["transactions"] for d in docs] == [1]  # PAST: about to fall out of retention
+    assert [(d["_id"], d["transactions"]) for d in docs][:2] == [
+        (docs[0]["_id"], 2),  # PAST: both of partition 1's transactions, nothing dropped
+        (docs[1]["_id"], 1),
+    ]
     assert docs[0]["minute"] == datetime.fromtimestamp(PAST * 60, UTC)
-    eof, _ = logic.on_eof()
-    assert [d["transactions"] for d in eof] == [1]  # PAST + 300, at the end
+    assert (
+        sum(d["transactions"] for d in docs) + sum(d["transactions"] for d in logic.on_eof()[0])
+        == 5
+    )
