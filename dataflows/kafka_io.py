@@ -88,14 +88,31 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         # ending one partition early in a two-process run: 98 alerts missing, exit 0).
         self._end: int | None = None
         if stop_at_end:
-            low, self._end = self._consumer.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=30
-            )
+            low, self._end = self._watermarks(topic, partition)
             # An empty partition (or one already read to its end) has nothing to drain; no
             # fetch would ever move the position to tell us so.
             first = low if resume_offset is None else resume_offset
             self._eof = first >= self._end
         self._consumer.assign([TopicPartition(topic, partition, start)])
+
+    def _watermarks(self, topic: str, partition: int, timeout_s: float = 30.0) -> tuple[int, int]:
+        """(low, high) of the partition, as the broker knows them now.
+
+        A broker that has just started can answer with unknown offsets (negative); taking one
+        as the end would end the partition at once and exit 0 with its alerts missing.
+        """
+        deadline = time.monotonic() + timeout_s
+        tp = TopicPartition(topic, partition)
+        while True:
+            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            if low >= 0 and high >= 0:
+                return int(low), int(high)
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(
+                    f"the end offset of {topic}[{partition}] is unknown after {timeout_s:g}s "
+                    f"(got {low}, {high}); cannot tell where the input ends"
+                )
+            time.sleep(0.2)
 
     def _on_stats(self, stats_json: str) -> None:
         brokers = json.loads(stats_json).get("brokers", {})
