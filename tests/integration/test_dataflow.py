@@ -63,7 +63,8 @@ def test_pipeline_alerts_equal_the_backtest_and_bad_input_is_dead_lettered_once(
         kafka_alerts[a["alert_id"]] = a
     db = mongo_client[pipe.db]
     mongo_alerts = {d["_id"]: d for d in db.alerts.find()}
-    assert set(kafka_alerts) == set(expected) == set(mongo_alerts)
+    assert set(mongo_alerts) == set(expected), "MongoDB's alerts differ from the backtest's"
+    assert set(kafka_alerts) == set(expected), "fraud-alerts differs from the backtest's alerts"
     for aid, a in expected.items():
         assert essentials(kafka_alerts[aid]) == essentials(a)
         assert essentials({**mongo_alerts[aid], "evidence": mongo_alerts[aid]["evidence"]}) == (
