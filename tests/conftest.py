@@ -94,3 +94,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "/integration/" in str(item.path):
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture
+def pipe(bootstrap: str, mongo_settings: MongoSettings, mongo_client: Any) -> Iterator[Any]:
+    """Unique topics (3 input partitions) and database for one dataflow test, removed after."""
+    from tests.integration.pipeline import PipelineEnv
+
+    env = PipelineEnv(bootstrap, mongo_settings.mongodb_uri)
+    env.create_topics()
+    yield env
+    env.delete_topics()
+    mongo_client.drop_database(env.db)

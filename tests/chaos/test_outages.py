@@ -16,11 +16,18 @@ from typing import Any
 import pymongo
 import pytest
 
-from dataflows.run import ensure_recovery_store
 from fraudwatch.devstack import LocalStack, StackConfig
 from tests.chaos import scale
 from tests.factories import traffic
-from tests.integration.pipeline import PipelineEnv, essentials, free_port, oracle, produce, wait_for
+from tests.integration.pipeline import (
+    PipelineEnv,
+    assert_equals_oracle,
+    free_port,
+    oracle,
+    produce,
+    recovery_args,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,27 +66,6 @@ def private_mongo(tmp_path: Path) -> Iterator[LocalStack]:
     stack.stop()
 
 
-def _recovery(tmp_path: Path) -> tuple[str, ...]:
-    directory = tmp_path / "recovery"
-    ensure_recovery_store(directory)
-    return ("-r", str(directory), "-s", "1", "-b", "0")
-
-
-def _assert_oracle(db: Any, values: list[bytes]) -> int:
-    expected = oracle(values)
-    got = list(db.alerts.find())
-    ids = [d["_id"] for d in got]
-    assert len(ids) == len(set(ids)), "an alert document is duplicated"
-    assert set(ids) == set(expected), (
-        f"lost {len(set(expected) - set(ids))}, spurious {len(set(ids) - set(expected))}"
-    )
-    by_id = {d["_id"]: d for d in got}
-    for aid, a in expected.items():
-        assert essentials(by_id[aid]) == essentials(a)
-    assert sum(d["transactions"] for d in db.alert_stats.find()) == len(values)
-    return len(expected)
-
-
 def _wait_exit(proc: Any, timeout: float) -> int:
     try:
         return int(proc.wait(timeout=timeout))
@@ -102,7 +88,7 @@ def test_a_short_broker_outage_mid_run_loses_and_duplicates_nothing(
         # Small batches keep the run going long enough for the outage to land mid-run.
         proc = pipe.start(
             log,
-            *_recovery(tmp_path),
+            *recovery_args(tmp_path / "recovery"),
             FRAUD_STOP_AT_END="1",
             FRAUD_BATCH_SIZE="5",
             FRAUD_FLUSH_TIMEOUT_S=DELIVERY_TIMEOUT_S,
@@ -116,7 +102,7 @@ def test_a_short_broker_outage_mid_run_loses_and_duplicates_nothing(
         private_kafka.up(kafka=True, mongo=False)
         code = _wait_exit(proc, 300)
         assert code == 0, log.read_text()[-3000:]
-        _assert_oracle(db, values)
+        assert_equals_oracle(db, oracle(values), len(values))
     finally:
         mongo_client.drop_database(pipe.db)
 
@@ -130,7 +116,7 @@ def test_a_long_broker_outage_exits_non_zero_then_a_restart_completes_the_alerts
     produce(pipe.bootstrap, pipe.tx, values)
     db = mongo_client[pipe.db]
     log = tmp_path / "dataflow.log"
-    args = _recovery(tmp_path)
+    args = recovery_args(tmp_path / "recovery")
     timeouts = {
         "FRAUD_BROKER_TIMEOUT_S": str(BROKER_TIMEOUT_S),
         "FRAUD_FLUSH_TIMEOUT_S": str(BROKER_TIMEOUT_S),
@@ -150,7 +136,7 @@ def test_a_long_broker_outage_exits_non_zero_then_a_restart_completes_the_alerts
 
         private_kafka.up(kafka=True, mongo=False)
         assert pipe.run_to_end(log, *args) == 0, log.read_text()[-3000:]
-        _assert_oracle(db, values)
+        assert_equals_oracle(db, oracle(values), len(values))
     finally:
         mongo_client.drop_database(pipe.db)
 
@@ -166,7 +152,7 @@ def test_a_database_outage_is_retried_reported_by_the_console_and_loses_nothing(
     db = client[pipe.db]
     values = traffic(cards=100, per_card=scale(30, 100))
     log = tmp_path / "dataflow.log"
-    args = _recovery(tmp_path)
+    args = recovery_args(tmp_path / "recovery")
     console = build_app(pipe.db, mongodb_uri=pipe.mongo_uri, mongodb_timeout_ms=500).test_client()
     try:
         produce(bootstrap, pipe.tx, values)
@@ -191,7 +177,7 @@ def test_a_database_outage_is_retried_reported_by_the_console_and_loses_nothing(
         if code != 0:
             assert "failed after" in log.read_text()
             assert pipe.run_to_end(log, *args) == 0, log.read_text()[-3000:]
-        _assert_oracle(db, values)
+        assert_equals_oracle(db, oracle(values), len(values))
     finally:
         client.drop_database(pipe.db)
         client.close()
@@ -207,7 +193,7 @@ def test_a_database_outage_beyond_the_retry_budget_exits_loudly_then_recovers(
     db = client[pipe.db]
     values = traffic(cards=10, per_card=8)
     log = tmp_path / "dataflow.log"
-    args = _recovery(tmp_path)
+    args = recovery_args(tmp_path / "recovery")
     budget = {
         "FRAUD_MONGO_ATTEMPTS": "3",
         "FRAUD_MONGO_RETRY_TIMEOUT_S": "5",
@@ -225,7 +211,7 @@ def test_a_database_outage_beyond_the_retry_budget_exits_loudly_then_recovers(
 
         private_mongo.up(kafka=False, mongo=True)
         assert pipe.run_to_end(log, *args) == 0, log.read_text()[-3000:]
-        _assert_oracle(db, values)
+        assert_equals_oracle(db, oracle(values), len(values))
     finally:
         client.drop_database(pipe.db)
         client.close()

@@ -41,7 +41,6 @@ from flask.testing import FlaskClient
 from fraudwatch.devstack import REPO_ROOT
 from tests.chaos import scale
 from tests.integration.pipeline import PipelineEnv, consume_all
-from tests.integration.test_dataflow import pipe  # noqa: F401 - the fixture, reused
 from tests.webapp.conftest import Clock, build_app, login, make_user
 from webapp.ops import ACCESS_LOGGER, APP_LOGGER, JsonFormatter
 
@@ -174,7 +173,7 @@ def run_logged(cmd: list[str], log: Path, env: dict[str, str], timeout: float) -
 
 @pytest.mark.timeout(scale(300, 1800))
 def test_no_card_number_leaves_the_input_and_dead_letter_topics(
-    pipe: PipelineEnv,  # noqa: F811 - the imported fixture
+    pipe: PipelineEnv,
     mongo_client: Any,
     tmp_path: Path,
 ) -> None:

@@ -197,3 +197,29 @@ def essentials(alert: dict[str, Any]) -> tuple[Any, ...]:
         tuple(alert["evidence"]),
         alert["ruleset_version"],
     )
+
+
+def recovery_args(directory: Path) -> tuple[str, ...]:
+    """Create a recovery store in ``directory``; the bytewax.run flags that use it (1 s epochs)."""
+    from dataflows.run import ensure_recovery_store
+
+    ensure_recovery_store(directory)
+    return ("-r", str(directory), "-s", "1", "-b", "0")
+
+
+def assert_equals_oracle(
+    db: Any, expected: dict[str, dict[str, Any]], judged: int
+) -> dict[str, Any]:
+    """MongoDB holds exactly ``expected`` (once each, same essentials) and stats count
+    ``judged`` transactions. Returns the alert documents by id."""
+    got = list(db.alerts.find())
+    ids = Counter(d["_id"] for d in got)
+    assert not got or ids.most_common(1)[0][1] == 1, "an alert document is duplicated"
+    assert set(ids) == set(expected), (
+        f"lost {len(set(expected) - set(ids))}, spurious {len(set(ids) - set(expected))}"
+    )
+    by_id = {d["_id"]: d for d in got}
+    for aid, a in expected.items():
+        assert essentials(by_id[aid]) == essentials(a)
+    assert sum(d["transactions"] for d in db.alert_stats.find()) == judged
+    return by_id

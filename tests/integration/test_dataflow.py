@@ -6,7 +6,6 @@ import base64
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ BAD = [
     json.dumps(make_txn(transaction_id="huge", amount=1e12)).encode(),
     b"x" * (70 * 1024),
 ]
-
-
-@pytest.fixture
-def pipe(bootstrap: str, mongo_settings, mongo_client) -> Iterator[PipelineEnv]:
-    env = PipelineEnv(bootstrap, mongo_settings.mongodb_uri)
-    env.create_topics()
-    yield env
-    env.delete_topics()
-    mongo_client.drop_database(env.db)
 
 
 def test_pipeline_alerts_equal_the_backtest_and_bad_input_is_dead_lettered_once(
