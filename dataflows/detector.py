@@ -12,6 +12,8 @@ ever depends on a later transaction. No rule reads the wall clock.
 from __future__ import annotations
 
 import math
+import pickle
+import struct
 import sys
 from array import array
 from datetime import UTC, datetime
@@ -62,30 +64,48 @@ class CardState:
     def ts(self, i: int) -> float:
         return self.ev[i * STRIDE]
 
-    def to_snapshot(self) -> CardSnapshotData:
-        """An immutable, picklable copy for Bytewax recovery."""
-        base = (self.ev.tobytes(), tuple(self.cc), tuple(self.ids), self.max_ts)
-        if self.dh and self.dt:
-            return (*base, self.dh.tobytes(), self.dt.tobytes())
-        return base
+    def pack(self, partition: int) -> bytes:
+        """The state at rest: one compact ``bytes`` (what a card costs in memory and snapshots).
+
+        A fixed header (newest event time, source partition) lets eviction read a card
+        without unpacking it (``packed_header``); the rest is a pickle of flat fields.
+        """
+        cc = "".join(self.cc)
+        if len(cc) != 2 * len(self.cc):
+            raise ValueError(f"country codes must be 2 letters: {self.cc}")
+        body = (
+            self.ev.tobytes(),
+            cc,
+            tuple(self.ids),
+            self.dh.tobytes() if self.dh else None,
+            self.dt.tobytes() if self.dt else None,
+        )
+        return _HEADER.pack(self.max_ts, partition) + pickle.dumps(body, _PICKLE_PROTOCOL)
 
     @classmethod
-    def from_snapshot(cls, snap: CardSnapshotData) -> CardState:
+    def unpack(cls, blob: bytes) -> CardState:
+        """The working form of ``pack``'s output."""
+        max_ts, _ = _HEADER.unpack_from(blob)
+        ev, cc, ids, dh, dt = pickle.loads(memoryview(blob)[_HEADER.size :])  # noqa: S301 - our own state
         state = cls()
-        state.ev.frombytes(snap[0])
-        state.cc = [sys.intern(c) for c in snap[1]]
-        state.ids = list(snap[2])
-        state.max_ts = snap[3]
-        if len(snap) == 6:  # snapshots from before the dedupe memory have 4 fields
-            state.dh, state.dt = array("q", snap[4]), array("q", snap[5])
+        state.ev.frombytes(ev)
+        state.cc = [sys.intern(cc[i : i + 2]) for i in range(0, len(cc), 2)]
+        state.ids = list(ids)
+        state.max_ts = max_ts
+        if dh:
+            state.dh, state.dt = array("q", dh), array("q", dt)
         return state
 
 
-# (events, countries, ids, newest event time[, dedupe hashes, dedupe event times])
-CardSnapshotData = (
-    tuple[bytes, tuple[str, ...], tuple[str, ...], int]
-    | tuple[bytes, tuple[str, ...], tuple[str, ...], int, bytes, bytes]
-)
+# Newest event time (epoch ms) and source partition, ahead of the packed fields.
+_HEADER = struct.Struct("<qi")
+_PICKLE_PROTOCOL = 5
+
+
+def packed_header(blob: bytes) -> tuple[int, int]:
+    """(newest event time, source partition) of a packed card, without unpacking it."""
+    max_ts, partition = _HEADER.unpack_from(blob)
+    return max_ts, partition
 
 
 def id_hash(transaction_id: str) -> int:

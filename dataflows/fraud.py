@@ -4,11 +4,14 @@ Data flow (step ids are stable: renaming one drops its recovery state)::
 
     transactions_in -> validate -> split_valid -+-> dead_letters -> dlq_out (Kafka)
                                                 |
-                                                +-> key_by_card -> card_rules (per-card state)
+                                                +-> shard items -> card_shards (a CardBook each)
                                                         |
               alerts_kafka_out (Kafka) <- alert_json <-+-> alerts -> alert_docs -> alerts_mongo_out
                                                         |
                              stats_mongo_out <- minute_stats <- stats_by_batch
+
+``validate`` groups each input batch's valid transactions by card shard, so the runtime moves
+one item per shard and batch rather than one per transaction (see ``dataflows.cardbook``).
 
 The module only wires: ``build_flow(settings, ...)`` takes its source and sinks so tests can
 swap them; ``flow`` is built lazily from the environment when Bytewax asks for it.
@@ -26,11 +29,12 @@ import bytewax.operators as op
 import orjson
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
-from bytewax.operators import StatefulBatchLogic
+from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from dataflows import metrics
-from dataflows.detector import CardSnapshotData, CardState, Detector, Outcome
+from dataflows.cardbook import BookSnapshot, CardBook, shard_of
+from dataflows.detector import Detector, Outcome
 from dataflows.edge import Edge, RawRecord
 from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.mongo_io import MongoUpsertSink
@@ -49,8 +53,7 @@ STEP_IDS = (
     "split_valid",
     "dead_letters",
     "dlq_out",
-    "key_by_card",
-    "card_rules",
+    "card_shards",
     "outcomes",
     "alerts",
     "alert_json",
@@ -68,45 +71,40 @@ STEP_IDS = (
 # allowed lateness; that is what makes eviction safe (see CardLogic.on_notify).
 _PARTITION_WATERMARKS: dict[int, int] = {}
 
-CardSnapshot = tuple[CardSnapshotData, int]
+ShardItem = tuple[str, list[CardEvent]]  # (shard key, that shard's events of one batch)
 
 
-class CardLogic(StatefulBatchLogic[CardEvent, Outcome, CardSnapshot]):
-    """One card's state inside Bytewax: judge each transaction, evict the card when idle."""
+class CardShardLogic(StatefulBatchLogic[list[CardEvent], list[Outcome], BookSnapshot]):
+    """One shard's cards inside Bytewax: judge each transaction, evict idle cards."""
 
-    __slots__ = ("check_at", "detector", "eviction_every", "partition", "state")
+    __slots__ = ("book", "check_at", "eviction_every", "horizon_ms")
 
     def __init__(
-        self, detector: Detector, resume: CardSnapshot | None, eviction_every: timedelta
+        self, detector: Detector, resume: BookSnapshot | None, eviction_every: timedelta
     ) -> None:
-        self.detector = detector
+        self.book = CardBook(detector, resume)
         self.eviction_every = eviction_every
-        if resume is None:
-            self.state = CardState()
-            self.partition = -1
-        else:
-            self.state = CardState.from_snapshot(resume[0])
-            self.partition = resume[1]
+        self.horizon_ms = detector.ruleset.eviction_horizon_ms
         self.check_at = datetime.now(UTC) + eviction_every
 
-    def on_batch(self, values: list[CardEvent]) -> tuple[list[Outcome], bool]:
+    def on_batch(self, values: list[list[CardEvent]]) -> tuple[list[list[Outcome]], bool]:
         now_ms = time.time_ns() // 1_000_000
-        process = self.detector.process
-        state = self.state
+        judge = self.book.judge
+        marks = _PARTITION_WATERMARKS
         out = []
-        for e in values:
-            out.append(process(state, e, now_ms))
-            wm = _PARTITION_WATERMARKS.get(e.partition)
-            if wm is None or e.ts > wm:
-                _PARTITION_WATERMARKS[e.partition] = e.ts
-            self.partition = e.partition
+        for events in values:
+            out.append(judge(events, now_ms))
+            for e in events:
+                wm = marks.get(e.partition)
+                if wm is None or e.ts > wm:
+                    marks[e.partition] = e.ts
         return out, StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[Outcome], bool]:
-        watermark = _PARTITION_WATERMARKS.get(self.partition)
-        horizon = self.detector.ruleset.eviction_horizon_ms
-        if watermark is not None and watermark - self.state.max_ts > horizon:
-            metrics.CARDS_EVICTED.inc()
+    def on_notify(self) -> tuple[list[list[Outcome]], bool]:
+        evicted = self.book.evict(_PARTITION_WATERMARKS, self.horizon_ms)
+        if evicted:
+            metrics.CARDS_EVICTED.inc(evicted)
+        if not self.book:
             return [], StatefulBatchLogic.DISCARD
         self.check_at = datetime.now(UTC) + self.eviction_every
         return [], StatefulBatchLogic.RETAIN
@@ -114,8 +112,8 @@ class CardLogic(StatefulBatchLogic[CardEvent, Outcome, CardSnapshot]):
     def notify_at(self) -> datetime | None:
         return self.check_at
 
-    def snapshot(self) -> CardSnapshot:
-        return (self.state.to_snapshot(), self.partition)
+    def snapshot(self) -> BookSnapshot:
+        return self.book.snapshot()
 
 
 @dataclass(frozen=True)
@@ -206,16 +204,35 @@ def build_flow(
 
     to_event = edge.to_event
 
-    def validate(batch: list[RawRecord]) -> list[CardEvent | DeadLetter]:
-        out = [to_event(rec) for rec in batch]
+    shards = settings.fraud_card_shards
+    shard_keys = [f"{i:04d}" for i in range(shards)]
+
+    def validate(batch: list[RawRecord]) -> list[DeadLetter | ShardItem]:
+        out: list[DeadLetter | ShardItem] = []
+        groups: dict[str, list[CardEvent]] = {}
+        for rec in batch:
+            x = to_event(rec)
+            if type(x) is CardEvent:
+                key = shard_keys[shard_of(x.card_token, shards)]
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = [x]
+                else:
+                    group.append(x)
+            else:
+                out.append(cast("DeadLetter", x))
+        out.extend(groups.items())
         metrics.TRANSACTIONS_IN.inc(len(batch))
         return out
 
-    def is_valid(x: CardEvent | DeadLetter) -> bool:
-        return type(x) is CardEvent
+    def is_valid(x: DeadLetter | ShardItem) -> bool:
+        return type(x) is tuple
 
-    def card_logic(resume: CardSnapshot | None) -> CardLogic:
-        return CardLogic(detector, resume, eviction_every)
+    def card_logic(resume: BookSnapshot | None) -> CardShardLogic:
+        return CardShardLogic(detector, resume, eviction_every)
+
+    def alerts_of(outcomes: list[Outcome]) -> list[Alert]:
+        return [a for o in outcomes if (a := _alert_of(o)) is not None]
 
     def stats_logic(resume: Any) -> MinuteStatsLogic:
         return MinuteStatsLogic(
@@ -225,7 +242,8 @@ def build_flow(
             settings.fraud_stats_idle_partition_s,
         )
 
-    def stats_of_batch(outcomes: list[Outcome]) -> list[tuple[str, StatsDelta]]:
+    def stats_of_batch(outcome_lists: list[list[Outcome]]) -> list[tuple[str, StatsDelta]]:
+        outcomes = [o for outs in outcome_lists for o in outs]
         metrics.TRANSACTIONS_VALID.inc(len(outcomes))
         return [("stats", (count_outcomes(outcomes), partition_marks(outcomes)))]
 
@@ -234,14 +252,13 @@ def build_flow(
     checked = op.flat_map_batch("validate", raw, validate)
     split = op.branch("split_valid", checked, is_valid)
     invalid = cast("Stream[DeadLetter]", split.falses)
-    valid = cast("Stream[CardEvent]", split.trues)
     dead = op.map("dead_letters", invalid, _dead_letter_message)
     op.output("dlq_out", dead, sinks.dlq)
 
-    keyed = op.key_on("key_by_card", valid, lambda e: e.card_token)
-    judged = op.stateful_batch("card_rules", keyed, card_logic)
+    keyed = cast("KeyedStream[list[CardEvent]]", split.trues)
+    judged = op.stateful_batch("card_shards", keyed, card_logic)
     outcomes = op.key_rm("outcomes", judged)
-    alerts = op.filter_map("alerts", outcomes, _alert_of)
+    alerts = op.flat_map("alerts", outcomes, alerts_of)
     op.output("alerts_kafka_out", op.map("alert_json", alerts, _alert_message), sinks.alerts_kafka)
     op.output(
         "alerts_mongo_out", op.map("alert_docs", alerts, Alert.to_mongo_doc), sinks.alerts_mongo

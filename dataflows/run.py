@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -26,32 +27,63 @@ class RecoveryStoreMismatch(click.ClickException):
     """The store holds offsets and state of another input topic."""
 
 
+# What the card state in a store looks like. 2: cards packed into FRAUD_CARD_SHARDS shards
+# (step ``card_shards``); stores without it hold per-card state (step ``card_rules``).
+STATE_FORMAT = 2
+
+
 def ensure_recovery_store(
-    path: Path, topic: str | None = None, partitions: int = RECOVERY_PARTITIONS
+    path: Path,
+    topic: str | None = None,
+    card_shards: int | None = None,
+    partitions: int = RECOVERY_PARTITIONS,
 ) -> bool:
     """Create the recovery store once. Returns True when it was created now.
 
-    The store remembers the input topic it was made for: resuming it against another topic
-    would make Bytewax panic on unknown partitions, so that is refused with a clear message.
+    The store remembers the input topic, the card state format and the shard count it was
+    made for. Resuming it against another topic would make Bytewax panic on unknown
+    partitions; resuming it with another state format or shard count would start every card
+    with empty windows while the offsets skip their history. Each is refused with a message.
     """
     owner = path / OWNER_FILE
     if path.exists() and any(path.glob("part-*.sqlite3")):
         if topic is not None and owner.exists():
-            made_for = json.loads(owner.read_text()).get("topic")
-            if made_for != topic:
-                raise RecoveryStoreMismatch(
-                    f"recovery store {path} holds the state of topic {made_for!r}, but "
-                    f"TRANSACTIONS_TOPIC is {topic!r}: use another --recovery-dir, or delete "
-                    "the store to start that topic from the beginning"
-                )
+            made = json.loads(owner.read_text())
+            _refuse_mismatch(path, made, topic, card_shards)
         return False
     from bytewax.recovery import init_db_dir
 
     path.mkdir(parents=True, exist_ok=True)
     init_db_dir(path, partitions)  # type: ignore[no-untyped-call]
     if topic is not None:
-        owner.write_text(json.dumps({"topic": topic, "partitions": partitions}))
+        made = {"topic": topic, "partitions": partitions, "state_format": STATE_FORMAT}
+        if card_shards is not None:
+            made["card_shards"] = card_shards
+        owner.write_text(json.dumps(made))
     return True
+
+
+def _refuse_mismatch(path: Path, made: dict[str, Any], topic: str, card_shards: int | None) -> None:
+    if made.get("topic") != topic:
+        raise RecoveryStoreMismatch(
+            f"recovery store {path} holds the state of topic {made.get('topic')!r}, but "
+            f"TRANSACTIONS_TOPIC is {topic!r}: use another --recovery-dir, or delete "
+            "the store to start that topic from the beginning"
+        )
+    if made.get("state_format") != STATE_FORMAT:
+        raise RecoveryStoreMismatch(
+            f"recovery store {path} was written by an older fraudwatch (card state format "
+            f"{made.get('state_format', 1)}, this version reads {STATE_FORMAT}): resuming it "
+            "would lose every card's windows. Finish it with the older version, or delete the "
+            "store to start the topic from the beginning"
+        )
+    made_shards = made.get("card_shards")
+    if card_shards is not None and made_shards is not None and made_shards != card_shards:
+        raise RecoveryStoreMismatch(
+            f"recovery store {path} keeps cards in {made_shards} shards, but "
+            f"FRAUD_CARD_SHARDS is {card_shards}: cards would be looked up in the wrong shard. "
+            f"Set FRAUD_CARD_SHARDS={made_shards}, or delete the store to start over"
+        )
 
 
 @click.command(context_settings={"ignore_unknown_options": True})
@@ -86,7 +118,10 @@ def main(
     """Run dataflows.fraud with recovery on."""
     from dataflows.settings import DataflowSettings
 
-    created = ensure_recovery_store(recovery_dir, DataflowSettings().transactions_topic)
+    settings = DataflowSettings()
+    created = ensure_recovery_store(
+        recovery_dir, settings.transactions_topic, settings.fraud_card_shards
+    )
     if created:
         print(
             f"initialised {RECOVERY_PARTITIONS} recovery partitions in {recovery_dir}",

@@ -35,5 +35,8 @@ class DataflowSettings(KafkaSettings, MongoSettings, TokenSettings):
     # Past minutes are written once every input partition has passed them; a partition whose
     # event time has not advanced for this long (idle, finished) no longer holds them back.
     fraud_stats_idle_partition_s: float = Field(default=30.0, gt=0)
+    # Card state is kept in this many shards (Bytewax state keys). Fixed for a recovery store:
+    # changing it would route cards to other shards (the store records it and refuses).
+    fraud_card_shards: int = Field(default=256, ge=1, le=65_536)
     # How often (wall clock) idle cards are checked for eviction.
     fraud_eviction_check_s: float = Field(default=300.0, gt=0)

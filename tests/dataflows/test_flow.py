@@ -70,8 +70,7 @@ def test_step_ids_are_pinned_because_renaming_one_drops_its_recovery_state() -> 
             "split_valid",
             "dead_letters",
             "dlq_out",
-            "key_by_card",
-            "card_rules",
+            "card_shards",
             "outcomes",
             "alerts",
             "alert_json",
@@ -179,3 +178,24 @@ def test_a_recovery_store_refuses_another_input_topic(tmp_path: Path) -> None:
     assert not ensure_recovery_store(tmp_path / "r", "topic-a")
     with pytest.raises(RecoveryStoreMismatch, match="topic-a"):
         ensure_recovery_store(tmp_path / "r", "topic-b")
+
+
+def test_a_recovery_store_refuses_another_shard_count(tmp_path: Path) -> None:
+    from dataflows.run import RecoveryStoreMismatch, ensure_recovery_store
+
+    assert ensure_recovery_store(tmp_path / "r", "t", card_shards=256)
+    assert not ensure_recovery_store(tmp_path / "r", "t", card_shards=256)
+    with pytest.raises(RecoveryStoreMismatch, match="FRAUD_CARD_SHARDS=256"):
+        ensure_recovery_store(tmp_path / "r", "t", card_shards=64)
+
+
+def test_a_recovery_store_with_per_card_state_is_refused_not_resumed_empty(
+    tmp_path: Path,
+) -> None:
+    from dataflows.run import OWNER_FILE, RecoveryStoreMismatch, ensure_recovery_store
+
+    store = tmp_path / "r"
+    assert ensure_recovery_store(store, "t")
+    (store / OWNER_FILE).write_text(json.dumps({"topic": "t", "partitions": 4}))  # as 2026.11.2
+    with pytest.raises(RecoveryStoreMismatch, match="older fraudwatch"):
+        ensure_recovery_store(store, "t")
