@@ -7,11 +7,10 @@ original bytes, like the input topic).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from fraudwatch.cards import CardTokenizer, mask_pan
-from fraudwatch.contract import CardEvent, DeadLetter, InvalidTransaction, parse_transaction
+from fraudwatch.contract import CardEvent, DeadLetter, InvalidTransaction, decode_transaction
 
 
 class RawRecord(NamedTuple):
@@ -24,10 +23,6 @@ class RawRecord(NamedTuple):
     value: bytes | None
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
 class Edge:
     """Validation and card-data hygiene, configured once per process."""
 
@@ -38,7 +33,7 @@ class Edge:
     def to_event(self, rec: RawRecord) -> CardEvent | DeadLetter:
         """A valid transaction as a ``CardEvent``, anything else as a ``DeadLetter``."""
         try:
-            txn = parse_transaction(rec.value)
+            txn, ts = decode_transaction(rec.value)
         except InvalidTransaction as exc:
             return self._dead(rec, exc.reason, exc.detail)
         if txn.currency not in self._currencies:
@@ -50,7 +45,7 @@ class Edge:
         pan = txn.card_number
         return CardEvent(
             transaction_id=txn.transaction_id,
-            ts=(txn.timestamp - _EPOCH) // _MS,
+            ts=ts,
             card_token=self._tokenizer.token(pan),
             card_masked=mask_pan(pan),
             account_id=txn.account_id,

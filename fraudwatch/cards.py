@@ -22,15 +22,18 @@ _log = logging.getLogger(__name__)
 _warned = False
 
 
-_DOUBLED = {str(d): (2 * d if d < 5 else 2 * d - 9) for d in range(10)}
-_PLAIN = {str(d): d for d in range(10)}
+# Each ASCII digit d -> the ASCII digit of Luhn's doubled value (2d, minus 9 when above 9).
+_DOUBLED = bytes.maketrans(b"0123456789", b"0246813579")
+_ZERO = ord("0")
 
 
 def luhn_valid(digits: str) -> bool:
-    """True when ``digits`` (only 0-9) passes the Luhn check-digit test."""
-    plain = _PLAIN
-    doubled = _DOUBLED
-    total = sum([plain[c] for c in digits[-1::-2]]) + sum([doubled[c] for c in digits[-2::-2]])
+    """True when ``digits`` (ASCII 0-9 only; anything else is False) passes the Luhn test."""
+    if not (digits.isascii() and digits.isdigit()):
+        return False
+    b = digits.encode()
+    # Summing bytes and translating them run in C: several times faster than per-digit Python.
+    total = sum(b[-1::-2]) + sum(b[-2::-2].translate(_DOUBLED)) - _ZERO * len(b)
     return total % 10 == 0
 
 

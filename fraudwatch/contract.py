@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal, NamedTuple
 
+import msgspec
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -145,6 +147,73 @@ def parse_transaction(raw: bytes | None) -> Transaction:
     if not luhn_valid(txn.card_number):
         raise InvalidTransaction("luhn", "card_number fails the Luhn check")
     return txn
+
+
+# --- the dataflow's fast path ------------------------------------------------------------
+
+# Deliberately narrower than the contract's RFC 3339: upper-case T, at most microseconds.
+# Every other accepted shape takes the pydantic path, which decides.
+_FAST_TS = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:\d{2})\Z"
+_Id64Fast = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class WireTransaction(msgspec.Struct, frozen=True, gc=False):
+    """A v1 transaction as the dataflow reads it: ``Transaction``'s fields and limits, with
+    the timestamp kept as text (``decode_transaction`` returns its epoch ms alongside)."""
+
+    transaction_id: _Id64Fast
+    timestamp: Annotated[str, msgspec.Meta(pattern=_FAST_TS)]
+    card_number: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}\Z")]
+    account_id: _Id64Fast
+    amount: Annotated[float, msgspec.Meta(gt=0, le=1_000_000_000)]
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
+    merchant_id: _Id64Fast
+    merchant_name: Annotated[str, msgspec.Meta(max_length=200)]
+    merchant_category: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{4}\Z")]
+    channel: Channel
+    latitude: Annotated[float, msgspec.Meta(ge=-90, le=90)]
+    longitude: Annotated[float, msgspec.Meta(ge=-180, le=180)]
+    country: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{2}\Z")]
+
+
+_WIRE = msgspec.json.Decoder(WireTransaction)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_transaction(raw: bytes | None) -> tuple[WireTransaction, int]:
+    """``parse_transaction``'s verdict, about 2x faster: the transaction and its epoch ms.
+
+    msgspec decodes the messages it can prove valid; anything it refuses, or any timestamp
+    shape outside its narrow pattern, goes through ``parse_transaction``, which decides (and
+    gives a rejection its reason and detail). So the fast path can only ever be stricter
+    than the contract, never laxer; tests compare both on every generated input.
+
+    Raises:
+        InvalidTransaction: exactly when ``parse_transaction`` does, with its reason.
+    """
+    # msgspec does not check the UTF-8 of values it skips (unknown fields): the contract does.
+    if raw and len(raw) <= MAX_MESSAGE_BYTES and (raw.isascii() or _is_utf8(raw)):
+        try:
+            w = _WIRE.decode(raw)
+            ts = datetime.fromisoformat(w.timestamp)
+        except (msgspec.DecodeError, ValueError):  # msgspec.ValidationError is a DecodeError
+            pass
+        else:
+            if _MIN_TS <= ts < _MAX_TS and math.isfinite(w.amount) and luhn_valid(w.card_number):
+                return w, (ts - _EPOCH) // _MS
+    txn = parse_transaction(raw)
+    fields = txn.model_dump()
+    fields["timestamp"] = format_ts(txn.timestamp)
+    return WireTransaction(**fields), (txn.timestamp - _EPOCH) // _MS
 
 
 class CardEvent(NamedTuple):

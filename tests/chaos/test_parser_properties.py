@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import bson
@@ -29,6 +30,8 @@ from fraudwatch.contract import (
     CardEvent,
     InvalidTransaction,
     Transaction,
+    WireTransaction,
+    decode_transaction,
     parse_transaction,
 )
 from tests.chaos import scale
@@ -158,6 +161,8 @@ def check(raw: bytes | None) -> None:
         assert parsed.timestamp.utcoffset() is not None
         assert luhn_valid(parsed.card_number)
 
+    assert_fast_path_agrees(raw, parsed)
+
     out = EDGE.to_event(RawRecord("tx", 0, 0, 1, raw))
     if isinstance(out, CardEvent):
         outcome = DETECTOR.process(CardState(), out, 0)
@@ -169,6 +174,26 @@ def check(raw: bytes | None) -> None:
         assert out.detail.strip()
         envelope = orjson.loads(orjson.dumps(out.to_json_dict()))
         assert envelope["value_length"] == len(raw or b"")
+
+
+def assert_fast_path_agrees(raw: bytes | None, parsed: Transaction | InvalidTransaction) -> None:
+    """The dataflow's msgspec fast path gives the contract's verdict, field for field."""
+    try:
+        fast: tuple[WireTransaction, int] | InvalidTransaction = decode_transaction(raw)
+    except InvalidTransaction as exc:
+        fast = exc
+    if isinstance(fast, InvalidTransaction):
+        assert isinstance(parsed, InvalidTransaction), f"fast path refused a valid {raw!r}"
+        assert (fast.reason, fast.detail) == (parsed.reason, parsed.detail)
+        return
+    assert isinstance(parsed, Transaction), f"fast path accepted {raw!r}: {parsed}"
+    wire, ts_ms = fast
+    expected = parsed.model_dump()
+    expected.pop("timestamp")
+    got = {f: getattr(wire, f) for f in expected}
+    assert got == expected
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    assert ts_ms == (parsed.timestamp - epoch) // timedelta(milliseconds=1)
 
 
 @PROPERTY

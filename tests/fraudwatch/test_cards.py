@@ -11,6 +11,26 @@ def test_luhn_accepts_known_test_numbers_and_rejects_a_changed_digit() -> None:
     assert not luhn_valid("4111111111111112")
 
 
+def _luhn_by_the_book(digits: str) -> bool:
+    total = 0
+    for i, c in enumerate(reversed(digits)):
+        d = int(c) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+@given(st.text(alphabet="0123456789", min_size=1, max_size=25))
+def test_luhn_agrees_with_the_textbook_definition(digits: str) -> None:
+    assert luhn_valid(digits) == _luhn_by_the_book(digits)
+
+
+def test_luhn_refuses_anything_but_ascii_digits() -> None:
+    # Arabic-Indic digits match a regex's \d; they are not a card number.
+    assert not luhn_valid("\u0664\u0661\u0661\u0661" * 4)
+    assert not luhn_valid("4111 1111 1111 1111")
+    assert not luhn_valid("")
+
+
 @given(st.text(alphabet="0123456789", min_size=11, max_size=18))
 def test_luhn_check_digit_always_completes_a_valid_number(body: str) -> None:
     assert luhn_valid(body + luhn_check_digit(body))

@@ -1,4 +1,5 @@
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -7,9 +8,12 @@ from fraudwatch.contract import (
     DeadLetter,
     InvalidTransaction,
     alert_id_for,
+    decode_transaction,
     parse_transaction,
 )
 from tests.factories import make_pan, make_txn, txn_bytes
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def test_a_valid_transaction_parses_with_an_aware_timestamp() -> None:
@@ -101,3 +105,73 @@ def test_dead_letter_envelope_truncates_the_value_but_hashes_all_of_it() -> None
         "value_length",
         "value_sha256",
     }
+
+
+# --- the dataflow's fast path (decode_transaction) agrees with parse_transaction ---------
+
+EDGE_CASES = [
+    txn_bytes(),
+    txn_bytes(extra_field={"nested": [1, 2]}),
+    txn_bytes(amount=7),  # an integer amount is a valid float
+    txn_bytes(timestamp="2026-11-25T10:00:00.123456+01:00"),
+    txn_bytes(timestamp="2026-11-25T10:00:00.1234567Z"),  # beyond microseconds
+    txn_bytes(timestamp="2026-11-25t10:00:00z"),
+    txn_bytes(timestamp="2026-11-25 10:00:00Z"),
+    txn_bytes(timestamp="2026-11-25T10:00:00-00:00"),
+    txn_bytes(timestamp="2026-11-25T10:00:00+24:00"),
+    txn_bytes(timestamp="2026-02-30T10:00:00Z"),
+    txn_bytes(timestamp="2026-11-25T24:00:00Z"),
+    txn_bytes(timestamp="2026-11-25T10:00:60Z"),
+    txn_bytes(timestamp="2100-01-01T00:00:00Z"),
+    txn_bytes(timestamp="1999-12-31T23:59:59.999Z"),
+    txn_bytes(card_number=make_pan(1) + "\n"),
+    txn_bytes(currency="EUR\n"),
+    txn_bytes(country="de"),
+    txn_bytes(merchant_name="x" * 200),
+    txn_bytes(merchant_name="é" * 201),
+    txn_bytes(transaction_id="\U0001f4b3" * 64),
+    txn_bytes(transaction_id=""),
+    txn_bytes(channel="CARD_PRESENT"),
+    txn_bytes(latitude=90.0000001),
+    txn_bytes(amount=1e-320),
+    txn_bytes().replace(b'"amount": 42.5', b'"amount": 42.5, "amount": -1'),
+    txn_bytes().replace(b'"amount": 42.5', b'"amount": -1, "amount": 42.5'),
+    txn_bytes().replace(b'"amount": 42.5', b'"amount": 1, "amount": 2'),
+    b"\xef\xbb\xbf" + txn_bytes(),  # a UTF-8 byte order mark
+    b"  " + txn_bytes() + b"\n ",
+    txn_bytes() + b" {}",
+    txn_bytes().replace(b"Corner Shop", b"Corner \\ud800 Shop"),
+    txn_bytes()[:-1] + b', "ignored": "\x80"}',  # not UTF-8, in a field nobody reads
+    txn_bytes()[:-1] + b', "\\ud800\\udc00\\ud800": null}',
+]
+
+
+@pytest.mark.parametrize("raw", EDGE_CASES)
+def test_the_fast_path_gives_the_contracts_verdict_on_edge_cases(raw: bytes) -> None:
+    try:
+        expected = parse_transaction(raw)
+    except InvalidTransaction as exc:
+        refused = exc
+    else:
+        wire, ts_ms = decode_transaction(raw)
+        want = expected.model_dump()
+        assert ts_ms == (want.pop("timestamp") - EPOCH) // timedelta(milliseconds=1)
+        assert {f: getattr(wire, f) for f in want} == want
+        return
+    with pytest.raises(InvalidTransaction) as got:
+        decode_transaction(raw)
+    assert (got.value.reason, got.value.detail) == (refused.reason, refused.detail)
+
+
+def test_the_fast_path_decides_ordinary_messages_without_pydantic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from fraudwatch import contract
+
+    def refuse(raw: bytes | None) -> None:
+        raise AssertionError("the slow path ran")
+
+    monkeypatch.setattr(contract, "parse_transaction", refuse)
+    wire, ts_ms = decode_transaction(txn_bytes(timestamp="2026-11-25T10:00:00.250Z"))
+    assert wire.amount == 42.5
+    assert ts_ms == 1_795_600_800_250  # 2026-11-25T10:00:00.250Z
