@@ -389,16 +389,16 @@ def _snapshot_effect(runs: list[dict[str, Any]]) -> list[str]:
     if longer:
         said.append(
             f"At {_rates(longer)} the longer interval lengthens the tail: at each epoch close "
-            "(every snapshot interval in Bytewax 0.21) the worker snapshots every card "
-            "touched during the epoch into the recovery store and processes nothing "
-            "meanwhile; a longer epoch touches more cards, so the stall is longer."
+            "(every snapshot interval in Bytewax 0.21) the worker snapshots every card shard "
+            "touched during the epoch, whole, into the recovery store and processes nothing "
+            "meanwhile; a longer epoch holds more new state, so the stall is longer."
         )
     if shorter:
         said.append(
-            f"At {_rates(shorter)} the shorter interval is the slower one: busy cards are "
-            "snapshotted again at every epoch close, so 1 s epochs cost more snapshot work "
-            "per transaction; throughput drops below the offered rate and the queue, not "
-            "the stall, makes the latency."
+            f"At {_rates(shorter)} the shorter interval is the slower one: at these rates "
+            "every card shard is touched within an epoch, so each epoch close writes the "
+            "whole card state; with 1 s epochs that stall comes every second and reaches "
+            "the 99th percentile, with longer epochs it is rarer."
         )
     if not said:
         said.append("The interval barely moves the tail at these rates.")

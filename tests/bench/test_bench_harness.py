@@ -195,3 +195,18 @@ def test_plot_writes_a_png(tmp_path) -> None:
     png = tmp_path / "latency.png"
     report.plot({"quick": RESULTS}, png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_engine_bench_runs_the_real_flow_and_counts_what_it_would_write(tmp_path) -> None:
+    from bench.engine import load_records, run
+    from tests.factories import traffic
+
+    path = tmp_path / "in.jsonl"
+    values = traffic(cards=6, per_card=10)
+    path.write_bytes(b"\n".join(values) + b"\n")
+    records = load_records(path, partitions=3)
+    assert sorted(r.partition for r in records) != [0] * len(records)
+    res = run(records, snapshot_s=0.05, batch_size=7)
+    assert res["transactions"] == len(values)
+    assert res["outputs"]["alerts_kafka"] == res["outputs"]["alerts_mongo"] > 0
+    assert "dlq" not in res["outputs"]
