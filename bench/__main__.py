@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from bench import latency, memory, report, throughput
-from bench.common import REPO, SCRATCH_ROOT, Procs, Stack, log, new_run_id, scratch_run
+from bench.common import (
+    REPO,
+    SCRATCH_ROOT,
+    Procs,
+    Stack,
+    log,
+    new_run_id,
+    scratch_run,
+    stop_on_sigterm,
+)
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not render docs/")
     parser.add_argument("--keep", action="store_true", help="keep topics, databases, dirs")
     args = parser.parse_args(argv)
+    stop_on_sigterm()
     plan = PLANS[args.mode]
     parts = tuple(args.only.split(",")) if args.only else plan.parts
     unknown = set(parts) - set(plan.parts)

@@ -36,6 +36,16 @@ FERRETDB_DATA = REPO / ".stack" / "data" / "ferretdb"
 SCRATCH_ROOT = Path(os.environ.get("FRAUD_BENCH_TMP", tempfile.gettempdir())) / "fraudwatch-bench"
 
 
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a CI timeout) unwind like Ctrl-C, so every ``finally`` that
+    stops processes and deletes scratch topics runs; Python's default just exits."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 

@@ -906,7 +906,10 @@ def main(
     workdir: Path, report: Path, timeout: float,
 ) -> None:  # fmt: skip
     """Score the rules on labelled traffic, live and by backtest; write docs/evaluation.md."""
+    from bench.common import stop_on_sigterm
     from dataflows.ruleset import load_ruleset
+
+    stop_on_sigterm()
     from fraudwatch.settings import KafkaSettings, MongoSettings
 
     started_at = datetime.now(UTC)
