@@ -62,7 +62,6 @@ STEP_IDS = (
     "alerts_mongo_out",
     "stats_by_batch",
     "minute_stats",
-    "stats_docs",
     "stats_mongo_out",
 )
 
@@ -121,8 +120,9 @@ class Sinks:
     """Where the dataflow writes; tests pass ``TestingSink``s."""
 
     alerts_kafka: Sink[OutMessage]
-    alerts_mongo: Sink[dict[str, Any]]
-    stats_mongo: Sink[dict[str, Any]]
+    # (routing key, document): the MongoDB sinks are partitioned (see dataflows.mongo_io).
+    alerts_mongo: Sink[tuple[str, dict[str, Any]]]
+    stats_mongo: Sink[tuple[str, dict[str, Any]]]
     dlq: Sink[OutMessage]
 
 
@@ -181,6 +181,10 @@ def _alert_of(o: Outcome) -> Alert | None:
         for r in o.alert.reasons:
             metrics.ALERTS_BY_RULE.labels(r.rule).inc()
     return o.alert
+
+
+def _alert_doc(a: Alert) -> tuple[str, dict[str, Any]]:
+    return (ALERTS, a.to_mongo_doc())
 
 
 def _alert_message(a: Alert) -> OutMessage:
@@ -260,13 +264,11 @@ def build_flow(
     outcomes = op.key_rm("outcomes", judged)
     alerts = op.flat_map("alerts", outcomes, alerts_of)
     op.output("alerts_kafka_out", op.map("alert_json", alerts, _alert_message), sinks.alerts_kafka)
-    op.output(
-        "alerts_mongo_out", op.map("alert_docs", alerts, Alert.to_mongo_doc), sinks.alerts_mongo
-    )
+    op.output("alerts_mongo_out", op.map("alert_docs", alerts, _alert_doc), sinks.alerts_mongo)
 
     per_batch = op.flat_map_batch("stats_by_batch", outcomes, stats_of_batch)
     minute_docs = op.stateful_batch("minute_stats", per_batch, stats_logic)
-    op.output("stats_mongo_out", op.key_rm("stats_docs", minute_docs), sinks.stats_mongo)
+    op.output("stats_mongo_out", minute_docs, sinks.stats_mongo)
     return flow
 
 

@@ -1,4 +1,4 @@
-"""MongoDB sinks: idempotent bulk upserts with a bounded retry, then a loud failure.
+"""MongoDB sinks: idempotent bulk writes off the main thread, a bounded retry, a loud failure.
 
 Alerts are inserted, never updated, keyed by the deterministic alert id (a duplicate ``_id``
 means "already written"), so a replay after a crash neither duplicates an alert nor undoes an
@@ -6,16 +6,26 @@ analyst's disposition. Stats
 documents are rewritten with the complete counts of their minute (``$set``), so replays do not
 inflate them. A transient outage is retried with backoff for a bounded time; after that the
 dataflow stops with a non-zero exit instead of dropping alerts.
+
+Writes run on one background thread per collection (``BackgroundWriter``), so the dataflow
+keeps judging transactions while MongoDB answers (a synchronous ``insert_many`` was 13 % of
+the main thread's wall time on FerretDB). At-least-once is kept by an epoch barrier: the sink
+is a ``FixedPartitionedSink``, whose ``snapshot()`` Bytewax calls at the close of every epoch
+the partition wrote in, before that epoch's input offsets are committed; ``snapshot()`` waits
+until every queued batch is written and re-raises a failed write there. A crash loses at
+most queued writes of an uncommitted epoch, which the restart replays.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Callable
 from typing import Any
 
 import stamina
-from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, ConnectionFailure, PyMongoError
@@ -56,7 +66,9 @@ def connect(uri: str, database: str, timeout_ms: int) -> Any:
     return client[database]
 
 
-class _MongoPartition(StatelessSinkPartition[Doc]):
+class RetryingWrite:
+    """One collection's write function with the bounded retry, then ``MongoUnavailable``."""
+
     def __init__(
         self,
         coll: Collection[Doc],
@@ -65,15 +77,13 @@ class _MongoPartition(StatelessSinkPartition[Doc]):
         timeout_s: float,
         on_retry: Callable[[], None],
     ) -> None:
-        self._coll = coll
+        self.coll = coll
         self._write = write
         self._attempts = attempts
         self._timeout_s = timeout_s
         self._on_retry = on_retry
 
-    def write_batch(self, items: list[Doc]) -> None:
-        if not items:
-            return
+    def __call__(self, items: list[Doc]) -> None:
         try:
             for attempt in stamina.retry_context(
                 on=_TRANSIENT, attempts=self._attempts, timeout=self._timeout_s, wait_max=10.0
@@ -83,21 +93,96 @@ class _MongoPartition(StatelessSinkPartition[Doc]):
                         self._on_retry()
                         _log.warning(
                             "retrying MongoDB write",
-                            extra={"collection": self._coll.name, "attempt": attempt.num},
+                            extra={"collection": self.coll.name, "attempt": attempt.num},
                         )
-                    self._write(self._coll, items)
+                    self._write(self.coll, items)
         except _TRANSIENT as exc:
             raise MongoUnavailable(
-                f"writing {len(items)} document(s) to {self._coll.full_name} failed after "
+                f"writing {len(items)} document(s) to {self.coll.full_name} failed after "
                 f"{self._attempts} attempts / {self._timeout_s:g}s: {exc}"
             ) from exc
 
+
+_STOP: list[Doc] = []  # a sentinel: identity, not content, is compared
+
+
+class BackgroundWriter:
+    """Writes batches in order on one thread; ``drain`` is the barrier that re-raises.
+
+    At most ``max_pending`` batches wait; ``submit`` then blocks (backpressure instead of
+    unbounded memory while MongoDB is slow). After a failed write the later batches are
+    skipped, and ``submit``/``drain`` raise the failure: the dataflow must stop, and its
+    restart replays from the last committed epoch.
+    """
+
+    def __init__(self, write: Callable[[list[Doc]], None], name: str, max_pending: int) -> None:
+        self._write = write
+        self._queue: queue.Queue[list[Doc]] = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            try:
+                if batch is _STOP:
+                    return
+                if self._error is None:
+                    self._write(batch)
+            except BaseException as exc:
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def submit(self, batch: list[Doc]) -> None:
+        self._raise_failure()
+        self._queue.put(batch)
+
+    def drain(self) -> None:
+        """Return once every submitted batch is written; raise if one failed."""
+        self._queue.join()
+        self._raise_failure()
+
     def close(self) -> None:
-        self._coll.database.client.close()
+        try:
+            self.drain()
+        finally:
+            self._queue.put(_STOP)
+            self._thread.join()
 
 
-class MongoUpsertSink(DynamicSink[Doc]):
-    """Writes alert documents (insert-only) or stats documents (whole-minute rewrites)."""
+class _MongoPartition(StatefulSinkPartition[Doc, None]):
+    def __init__(self, write: RetryingWrite, max_pending: int) -> None:
+        self._client = write.coll.database.client
+        self._writer = BackgroundWriter(write, f"mongo-{write.coll.name}", max_pending)
+
+    def write_batch(self, values: list[Doc]) -> None:
+        if values:
+            self._writer.submit(values)
+
+    def snapshot(self) -> None:
+        # The epoch barrier: nothing of this epoch may be unwritten when its offsets commit.
+        self._writer.drain()
+
+    def close(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self._client.close()
+
+
+class MongoUpsertSink(FixedPartitionedSink[Doc, None]):
+    """Writes alert documents (insert-only) or stats documents (whole-minute rewrites).
+
+    One partition (named after the collection): every worker routes its documents to the
+    worker that owns it, which writes them on its background thread. Items are
+    ``(key, document)``; the key only routes.
+    """
 
     def __init__(
         self,
@@ -108,6 +193,7 @@ class MongoUpsertSink(DynamicSink[Doc]):
         attempts: int = 6,
         retry_timeout_s: float = 60.0,
         on_retry: Callable[[], None] = lambda: None,
+        max_pending: int = 64,
     ) -> None:
         if collection not in (ALERTS, ALERT_STATS):
             raise ValueError(f"unknown collection {collection!r}")
@@ -118,18 +204,21 @@ class MongoUpsertSink(DynamicSink[Doc]):
         self._attempts = attempts
         self._retry_timeout_s = retry_timeout_s
         self._on_retry = on_retry
+        self._max_pending = max_pending
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MongoPartition:
+    def list_parts(self) -> list[str]:
+        return [self._collection]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MongoPartition:
         db = connect(self._uri, self._database, self._timeout_ms)
-        if worker_index == 0:
-            for attempt in stamina.retry_context(on=_TRANSIENT, attempts=self._attempts):
-                with attempt:
-                    ensure_indexes(db)
+        for attempt in stamina.retry_context(on=_TRANSIENT, attempts=self._attempts):
+            with attempt:
+                ensure_indexes(db)
         write = write_alerts if self._collection == ALERTS else write_stats
-        return _MongoPartition(
-            db[self._collection],
-            write,
-            self._attempts,
-            self._retry_timeout_s,
-            self._on_retry,
+        retrying = RetryingWrite(
+            db[self._collection], write, self._attempts, self._retry_timeout_s, self._on_retry
         )
+        return _MongoPartition(retrying, self._max_pending)
