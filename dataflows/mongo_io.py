@@ -205,6 +205,9 @@ class MongoUpsertSink(FixedPartitionedSink[Doc, None]):
         self._retry_timeout_s = retry_timeout_s
         self._on_retry = on_retry
         self._max_pending = max_pending
+        # Bytewax builds a partition at its first write, which may be long after start-up:
+        # check now that the server answers, so a wrong MONGODB_URI fails at once.
+        connect(uri, database, timeout_ms).client.close()
 
     def list_parts(self) -> list[str]:
         return [self._collection]
@@ -212,11 +215,27 @@ class MongoUpsertSink(FixedPartitionedSink[Doc, None]):
     def part_fn(self, item_key: str) -> int:
         return 0
 
+    def _open(self) -> Any:
+        """The database, indexes ensured, within the same retry budget as the writes."""
+        try:
+            for attempt in stamina.retry_context(
+                on=(MongoUnavailable, *_TRANSIENT),
+                attempts=self._attempts,
+                timeout=self._retry_timeout_s,
+                wait_max=10.0,
+            ):
+                with attempt:
+                    db = connect(self._uri, self._database, self._timeout_ms)
+                    ensure_indexes(db)
+        except (MongoUnavailable, *_TRANSIENT) as exc:
+            raise MongoUnavailable(
+                f"opening {self._database}.{self._collection} failed after {self._attempts} "
+                f"attempts / {self._retry_timeout_s:g}s: {exc}"
+            ) from exc
+        return db
+
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MongoPartition:
-        db = connect(self._uri, self._database, self._timeout_ms)
-        for attempt in stamina.retry_context(on=_TRANSIENT, attempts=self._attempts):
-            with attempt:
-                ensure_indexes(db)
+        db = self._open()
         write = write_alerts if self._collection == ALERTS else write_stats
         retrying = RetryingWrite(
             db[self._collection], write, self._attempts, self._retry_timeout_s, self._on_retry
