@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import pickle
 import struct
-import sys
 from array import array
 from datetime import UTC, datetime
 from hashlib import blake2b
@@ -89,7 +88,7 @@ class CardState:
         ev, cc, ids, dh, dt = pickle.loads(memoryview(blob)[_HEADER.size :])  # noqa: S301 - our own state
         state = cls()
         state.ev.frombytes(ev)
-        state.cc = [sys.intern(cc[i : i + 2]) for i in range(0, len(cc), 2)]
+        state.cc = [cc[i : i + 2] for i in range(0, len(cc), 2)]
         state.ids = list(ids)
         state.max_ts = max_ts
         if dh:
@@ -401,12 +400,12 @@ class Detector:
         row = (float(e.ts), amount, e.latitude, e.longitude, 1.0 if e.card_present else 0.0)
         if pos == len(state.ids):
             state.ev.extend(row)
-            state.cc.append(sys.intern(e.country))
+            state.cc.append(e.country)
             state.ids.append(e.transaction_id)
         else:
             at = pos * STRIDE
             state.ev[at:at] = array("d", row)
-            state.cc.insert(pos, sys.intern(e.country))
+            state.cc.insert(pos, e.country)
             state.ids.insert(pos, e.transaction_id)
         state.max_ts = max(state.max_ts, e.ts)
 

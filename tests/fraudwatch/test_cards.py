@@ -1,3 +1,5 @@
+import hmac
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -50,6 +52,15 @@ def test_token_is_keyed_stable_and_does_not_contain_the_pan() -> None:
     assert a.token(pan) != b.token(pan)
     assert pan not in a.token(pan)
     assert len(a.token(pan)) == 32
+
+
+@given(
+    key=st.text(min_size=1, max_size=200),  # beyond 64 bytes the key is hashed first
+    pan=st.text(alphabet="0123456789", min_size=12, max_size=19),
+)
+def test_token_is_hmac_sha256_of_the_pan_under_the_key(key: str, pan: str) -> None:
+    expected = hmac.digest(key.encode(), pan.encode(), "sha256").hex()[:32]
+    assert CardTokenizer(key).token(pan) == expected
 
 
 def test_missing_token_key_logs_a_loud_warning(caplog) -> None:
