@@ -210,3 +210,11 @@ def test_the_engine_bench_runs_the_real_flow_and_counts_what_it_would_write(tmp_
     assert res["transactions"] == len(values)
     assert res["outputs"]["alerts_kafka"] == res["outputs"]["alerts_mongo"] > 0
     assert "dlq" not in res["outputs"]
+
+
+def test_snapshot_store_replays_an_epochs_writes_and_times_each() -> None:
+    from bench.snapshot_store import measure
+
+    ms = measure(keys=4, kb=2, epochs=3, journal="WAL")
+    assert len(ms) == 3
+    assert all(x > 0 for x in ms)

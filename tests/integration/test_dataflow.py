@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,32 @@ def test_stop_at_end_finishes_when_some_input_partitions_are_empty(
     assert pipe.run_to_end(log, timeout=60) == 0, log.read_text()[-3000:]
     stats = mongo_client[pipe.db].alert_stats.find()
     assert sum(d["transactions"] for d in stats) == len(values)
+
+
+def test_stop_at_end_confirms_the_end_and_drains_what_arrived_after_start(
+    pipe: PipelineEnv,
+) -> None:
+    from dataflows.kafka_io import TransactionSource
+
+    first, later = traffic(cards=1, per_card=4), traffic(cards=1, per_card=3, start=1_800_000_000)
+    produce(pipe.bootstrap, pipe.tx, first)
+    source = TransactionSource(pipe.bootstrap, pipe.tx, batch_size=1, stop_at_end=True)
+    part = next(  # the one partition that holds the card's messages
+        p for p in (source.build_part("in", f"{i}-{pipe.tx}", None) for i in range(3)) if not p._eof
+    )
+    try:
+        produce(pipe.bootstrap, pipe.tx, later)  # after the end was taken
+        got: list = []
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                got += part.next_batch()
+            except StopIteration:
+                break
+            assert time.monotonic() < deadline, f"not at the end after 30 s: {len(got)} read"
+        assert [r.value for r in got] == first + later
+    finally:
+        part.close()
 
 
 def test_missing_input_topic_fails_fast_with_a_clear_message(
