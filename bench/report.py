@@ -512,7 +512,9 @@ def render(results: dict[str, dict[str, Any]]) -> str:
         "`make bench-full` (the sizes of issue #6, under 45 minutes) write. Everything runs on "
         "the local stack (`make up`): Kafka and FerretDB on the same machine as the "
         "dataflow. Every run uses its own topics, database and recovery directories and "
-        "removes them afterwards. `$RUN` in a command stands for the run's id.",
+        "removes them afterwards. `$RUN` in a command stands for the run's id. What limits "
+        "these numbers, what each optimisation bought and why a missed target is missed: "
+        "`docs/performance.md`.",
         "",
     ]
     first = next((results[m] for m in MODES if m in results), None)
