@@ -79,6 +79,7 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         self._last_broker_up = time.monotonic()
         self._next_awake: datetime | None = None
         self._eof = False
+        self._read = 0  # records returned by this partition in this execution
         config = {**config, "stats_cb": self._on_stats, "error_cb": self._on_error}
         self._consumer = Consumer(config)
         start = OFFSET_BEGINNING if resume_offset is None else resume_offset
@@ -154,6 +155,18 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
                 )
             )
         if batch:
+            if 0 <= self._offset < batch[0].offset:
+                # Compaction or transaction markers explain a gap; anything else is data the
+                # broker no longer serves. Logged so that a loss can be traced to its cause.
+                _log.warning(
+                    "input offsets skipped",
+                    extra={
+                        "partition": self._partition,
+                        "expected": self._offset,
+                        "got": batch[0].offset,
+                    },
+                )
+            self._read += len(batch)
             self._offset = batch[-1].offset + 1
             self._next_awake = None
             self._last_broker_up = time.monotonic()
@@ -184,6 +197,15 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         if self._end is None or high > self._end:
             self._end = high
             return False
+        _log.info(
+            "input partition read to its end",
+            extra={
+                "partition": self._partition,
+                "end": self._end,
+                "offset": self._offset,
+                "read": self._read,
+            },
+        )
         return True
 
     def _drained(self) -> bool:
