@@ -89,6 +89,12 @@ def _wait_for_input_end(pipe: PipelineEnv, count: int) -> None:
         consumer.close()
 
 
+def _source_lines(log: Path) -> str:
+    """What the input partitions said about their offsets (to trace a loss to its cause)."""
+    keep = ("read to its end", "offsets skipped", "starting dataflow")
+    return "\n".join(line for line in log.read_text().splitlines() if any(k in line for k in keep))
+
+
 def _wait_exit(proc: Any, timeout: float) -> int:
     try:
         return int(proc.wait(timeout=timeout))
@@ -125,7 +131,10 @@ def test_a_short_broker_outage_mid_run_loses_and_duplicates_nothing(
         private_kafka.up(kafka=True, mongo=False)
         code = _wait_exit(proc, 300)
         assert code == 0, log.read_text()[-3000:]
-        assert_equals_oracle(db, oracle(values), len(values))
+        try:
+            assert_equals_oracle(db, oracle(values), len(values))
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{_source_lines(log)}") from None
     finally:
         mongo_client.drop_database(pipe.db)
 
