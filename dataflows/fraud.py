@@ -67,7 +67,7 @@ STEP_IDS = (
 
 # Newest event time seen per input partition, per process. A card lives on one partition
 # (messages are keyed by account), so its next event cannot be older than this minus the
-# allowed lateness; that is what makes eviction safe (see CardLogic.on_notify).
+# allowed lateness; that is what makes eviction safe (see CardBook.evict).
 _PARTITION_WATERMARKS: dict[int, int] = {}
 
 ShardItem = tuple[str, list[CardEvent]]  # (shard key, that shard's events of one batch)
