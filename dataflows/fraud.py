@@ -40,7 +40,7 @@ from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.mongo_io import MongoUpsertSink
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
-from dataflows.stats import MinuteStatsLogic, StatsDelta, count_outcomes, partition_marks
+from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
 from fraudwatch.alert_store import ALERT_STATS, ALERTS
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import Alert, CardEvent, DeadLetter
@@ -247,9 +247,8 @@ def build_flow(
         )
 
     def stats_of_batch(outcome_lists: list[list[Outcome]]) -> list[tuple[str, StatsDelta]]:
-        outcomes = [o for outs in outcome_lists for o in outs]
-        metrics.TRANSACTIONS_VALID.inc(len(outcomes))
-        return [("stats", (count_outcomes(outcomes), partition_marks(outcomes)))]
+        metrics.TRANSACTIONS_VALID.inc(sum(map(len, outcome_lists)))
+        return [("stats", stats_delta(o for outs in outcome_lists for o in outs))]
 
     flow = Dataflow("fraudwatch")
     raw = op.input("transactions_in", flow, source)

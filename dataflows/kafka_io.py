@@ -171,9 +171,9 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
             self._next_awake = None
             self._last_broker_up = time.monotonic()
             if self._end is not None and self._offset >= self._end:
-                self._eof = self._end_confirmed()
+                self._eof = self._end_confirmed(self._end)
         elif self._end is not None and self._drained():
-            self._eof = self._end_confirmed()
+            self._eof = self._end_confirmed(self._end)
         else:
             # Nothing new: do not spin; poll this partition again shortly.
             self._next_awake = datetime.now(UTC) + timedelta(milliseconds=20)
@@ -186,7 +186,7 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
                 )
         return batch
 
-    def _end_confirmed(self) -> bool:
+    def _end_confirmed(self, end: int) -> bool:
         """Reached the end taken at start: stop only if the broker still reports it.
 
         A broker restarted after a crash can report a high watermark from a checkpoint that
@@ -194,14 +194,14 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         missing. Asking again when the end is reached also drains what arrived meanwhile.
         """
         _, high = self._watermarks(self._topic, self._partition)
-        if self._end is None or high > self._end:
+        if high > end:
             self._end = high
             return False
         _log.info(
             "input partition read to its end",
             extra={
                 "partition": self._partition,
-                "end": self._end,
+                "end": end,
                 "offset": self._offset,
                 "read": self._read,
             },

@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import stamina
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -66,6 +66,35 @@ def connect(uri: str, database: str, timeout_ms: int) -> Any:
     return client[database]
 
 
+T = TypeVar("T")
+
+
+def _retried(
+    action: Callable[[], T],
+    *,
+    what: str,
+    on: tuple[type[Exception], ...],
+    attempts: int,
+    timeout_s: float,
+    on_retry: Callable[[int], None] = lambda attempt: None,
+) -> T:
+    """``action()`` with backoff within ``attempts`` and ``timeout_s``, then a loud failure
+    that says ``what`` failed."""
+    try:
+        for attempt in stamina.retry_context(
+            on=on, attempts=attempts, timeout=timeout_s, wait_max=10.0
+        ):
+            with attempt:
+                if attempt.num > 1:
+                    on_retry(attempt.num)
+                result = action()
+    except on as exc:
+        raise MongoUnavailable(
+            f"{what} failed after {attempts} attempts / {timeout_s:g}s: {exc}"
+        ) from exc
+    return result
+
+
 class RetryingWrite:
     """One collection's write function with the bounded retry, then ``MongoUnavailable``."""
 
@@ -84,23 +113,20 @@ class RetryingWrite:
         self._on_retry = on_retry
 
     def __call__(self, items: list[Doc]) -> None:
-        try:
-            for attempt in stamina.retry_context(
-                on=_TRANSIENT, attempts=self._attempts, timeout=self._timeout_s, wait_max=10.0
-            ):
-                with attempt:
-                    if attempt.num > 1:
-                        self._on_retry()
-                        _log.warning(
-                            "retrying MongoDB write",
-                            extra={"collection": self.coll.name, "attempt": attempt.num},
-                        )
-                    self._write(self.coll, items)
-        except _TRANSIENT as exc:
-            raise MongoUnavailable(
-                f"writing {len(items)} document(s) to {self.coll.full_name} failed after "
-                f"{self._attempts} attempts / {self._timeout_s:g}s: {exc}"
-            ) from exc
+        def retrying(attempt: int) -> None:
+            self._on_retry()
+            _log.warning(
+                "retrying MongoDB write", extra={"collection": self.coll.name, "attempt": attempt}
+            )
+
+        _retried(
+            lambda: self._write(self.coll, items),
+            what=f"writing {len(items)} document(s) to {self.coll.full_name}",
+            on=_TRANSIENT,
+            attempts=self._attempts,
+            timeout_s=self._timeout_s,
+            on_retry=retrying,
+        )
 
 
 _STOP: list[Doc] = []  # a sentinel: identity, not content, is compared
@@ -217,22 +243,19 @@ class MongoUpsertSink(FixedPartitionedSink[Doc, None]):
 
     def _open(self) -> Any:
         """The database, indexes ensured, within the same retry budget as the writes."""
-        try:
-            for attempt in stamina.retry_context(
-                on=(MongoUnavailable, *_TRANSIENT),
-                attempts=self._attempts,
-                timeout=self._retry_timeout_s,
-                wait_max=10.0,
-            ):
-                with attempt:
-                    db = connect(self._uri, self._database, self._timeout_ms)
-                    ensure_indexes(db)
-        except (MongoUnavailable, *_TRANSIENT) as exc:
-            raise MongoUnavailable(
-                f"opening {self._database}.{self._collection} failed after {self._attempts} "
-                f"attempts / {self._retry_timeout_s:g}s: {exc}"
-            ) from exc
-        return db
+
+        def open_db() -> Any:
+            db = connect(self._uri, self._database, self._timeout_ms)
+            ensure_indexes(db)
+            return db
+
+        return _retried(
+            open_db,
+            what=f"opening {self._database}.{self._collection}",
+            on=(MongoUnavailable, *_TRANSIENT),
+            attempts=self._attempts,
+            timeout_s=self._retry_timeout_s,
+        )
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _MongoPartition:
         db = self._open()

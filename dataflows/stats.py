@@ -44,11 +44,20 @@ def _empty() -> MinuteCounts:
     }
 
 
-def count_outcomes(outcomes: Iterable[Outcome]) -> dict[int, MinuteCounts]:
-    """Counts per event-time minute (epoch minutes) of one batch of outcomes."""
+# One batch's counts per minute, and its newest event minute per source partition.
+StatsDelta = tuple[dict[int, MinuteCounts], dict[int, int]]
+
+
+def stats_delta(outcomes: Iterable[Outcome]) -> StatsDelta:
+    """Counts per event-time minute (epoch minutes) of one batch of outcomes, and the newest
+    event minute per source partition, in one pass."""
     out: dict[int, MinuteCounts] = {}
+    marks: dict[int, int] = {}
     for o in outcomes:
         minute = o.event.ts // 60_000
+        p = o.event.partition
+        if minute > marks.get(p, -1):
+            marks[p] = minute
         c = out.get(minute)
         if c is None:
             c = out[minute] = _empty()
@@ -64,17 +73,7 @@ def count_outcomes(outcomes: Iterable[Outcome]) -> dict[int, MinuteCounts]:
             by_rule = c["by_rule"]
             for r in o.alert.reasons:
                 by_rule[r.rule] = by_rule.get(r.rule, 0) + 1
-    return out
-
-
-def partition_marks(outcomes: Iterable[Outcome]) -> dict[int, int]:
-    """The newest event minute of one batch per source partition."""
-    marks: dict[int, int] = {}
-    for o in outcomes:
-        p, minute = o.event.partition, o.event.ts // 60_000
-        if minute > marks.get(p, -1):
-            marks[p] = minute
-    return marks
+    return out, marks
 
 
 def merge_into(total: MinuteCounts, delta: MinuteCounts) -> None:
@@ -106,9 +105,6 @@ def to_doc(minute: int, counts: MinuteCounts) -> dict[str, Any]:
 # rewritten after resume; the written set lets a minute's first write be a cheap insert.
 StatsSnapshot = tuple[dict[int, MinuteCounts], tuple[int, ...], tuple[int, ...]]
 
-
-# One batch's counts per minute, and its newest event minute per source partition.
-StatsDelta = tuple[dict[int, MinuteCounts], dict[int, int]]
 
 LIVE_WINDOW_MIN = 10
 
@@ -170,8 +166,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
 
     def _ready(self, now: datetime) -> list[int]:
         """The dirty minutes to write now (see the module docstring)."""
-        active_since = now - self.idle_after
-        active = [m for p, m in self.marks.items() if self.advanced[p] > active_since]
+        active = self._active_marks(now)
         low = min(active) if active else None
         live_from = int(now.timestamp()) // 60 - LIVE_WINDOW_MIN
         # A minute about to leave the retained range is written now, whatever holds it.
@@ -195,15 +190,18 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
         self.pruned_below = max(self.pruned_below, floor)
         return docs
 
+    def _active_marks(self, now: datetime) -> list[int]:
+        """Newest event minute of each input partition that advanced within ``idle_after``."""
+        active_since = now - self.idle_after
+        return [m for p, m in self.marks.items() if self.advanced[p] > active_since]
+
     def _floor(self, now: datetime) -> int:
         """Minutes below this may be pruned: ``retention`` behind the slowest active partition.
 
         Measured from the slowest partition, not the newest event: in a backfill one partition
         can run days of event time ahead of another, whose counts must not be dropped.
         """
-        active_since = now - self.idle_after
-        active = [m for p, m in self.marks.items() if self.advanced[p] > active_since]
-        slowest = min([*active, self.newest])
+        slowest = min([*self._active_marks(now), self.newest])
         return slowest - self.retention
 
     def on_notify(self) -> tuple[list[dict[str, Any]], bool]:

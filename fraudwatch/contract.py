@@ -88,6 +88,21 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def epoch_ms(ts: datetime) -> int:
+    """Exact milliseconds since the epoch of an aware datetime (BSON date precision), in
+    integer arithmetic: a float round trip could move a time by one millisecond."""
+    return (ts - _EPOCH) // _MS
+
+
+def from_epoch_ms(millis: int) -> datetime:
+    """The aware UTC datetime of ``epoch_ms``'s result."""
+    return _EPOCH + millis * _MS
+
+
 class InvalidTransaction(ValueError):
     """A message that is not a valid v1 transaction; ``reason`` is a stable code for the DLQ."""
 
@@ -177,8 +192,6 @@ class WireTransaction(msgspec.Struct, frozen=True, gc=False):
 
 
 _WIRE = msgspec.json.Decoder(WireTransaction)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 
 
 def _is_utf8(raw: bytes) -> bool:
@@ -209,11 +222,11 @@ def decode_transaction(raw: bytes | None) -> tuple[WireTransaction, int]:
             pass
         else:
             if _MIN_TS <= ts < _MAX_TS and math.isfinite(w.amount) and luhn_valid(w.card_number):
-                return w, (ts - _EPOCH) // _MS
+                return w, epoch_ms(ts)
     txn = parse_transaction(raw)
     fields = txn.model_dump()
     fields["timestamp"] = format_ts(txn.timestamp)
-    return WireTransaction(**fields), (txn.timestamp - _EPOCH) // _MS
+    return WireTransaction(**fields), epoch_ms(txn.timestamp)
 
 
 class CardEvent(NamedTuple):

@@ -20,11 +20,11 @@ from typing import IO, TYPE_CHECKING
 
 import click
 
+from fraudwatch.contract import epoch_ms
 from fraudwatch.settings import KafkaSettings
 from producer.errors import ProducerError
 from producer.progress import LogReporter, Reporter, RichReporter, RunStats, summary_lines
 from producer.records import Record
-from producer.replay import epoch_ms
 from producer.runner import (
     EventTimePacer,
     LabelWriter,

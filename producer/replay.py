@@ -17,21 +17,26 @@ import csv
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from fraudwatch.contract import InvalidTransaction, Transaction, format_ts, parse_transaction
+from fraudwatch.contract import (
+    InvalidTransaction,
+    Transaction,
+    epoch_ms,
+    format_ts,
+    from_epoch_ms,
+    parse_transaction,
+)
 from producer.records import Record
 
 Format = Literal["auto", "jsonl", "csv"]
 
 CONTRACT_FIELDS = tuple(Transaction.model_fields)
 _NUMERIC_FIELDS = frozenset({"amount", "latitude", "longitude"})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
 MAX_LISTED_ERRORS = 20
 
 
@@ -85,11 +90,6 @@ def detect_format(path: Path, fmt: Format = "auto") -> Literal["jsonl", "csv"]:
     if fmt != "auto":
         return fmt
     return "csv" if path.suffix.lower() == ".csv" else "jsonl"
-
-
-def epoch_ms(ts: datetime) -> int:
-    """Exact epoch milliseconds of an aware datetime."""
-    return (ts - _EPOCH) // _MS
 
 
 def _csv_value(field: str, text: str) -> Any:
@@ -226,5 +226,5 @@ class ReplaySource:
                 continue
             ts = original_ts + shift
             obj = orjson.loads(raw)
-            obj["timestamp"] = format_ts(_EPOCH + ts * _MS)
+            obj["timestamp"] = format_ts(from_epoch_ms(ts))
             yield Record(ts, txn.account_id.encode(), orjson.dumps(obj), None)

@@ -21,13 +21,13 @@ from flask import (
 from werkzeug.wrappers import Response as BaseResponse
 
 from fraudwatch.cards import contains_pan
+from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
 from webapp.auth import SESSION_USER, analyst_required, current_user
 from webapp.dashboard import build_stats, minute_floor
 from webapp.documents import (
     STATUS_LABELS,
     AlertView,
-    to_epoch_ms,
     travel_hops,
 )
 from webapp.geo import plot_locations
@@ -90,7 +90,7 @@ def _query_from_args(svc: Services, allowed: tuple[str, ...]) -> tuple[AlertQuer
 
 
 def _newest_detected_ms(page: AlertPage) -> int:
-    stamps = [to_epoch_ms(a.detected_at) for a in page.alerts if a.detected_at is not None]
+    stamps = [epoch_ms(a.detected_at) for a in page.alerts if a.detected_at is not None]
     return max(stamps, default=0)
 
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
 
 Doc = dict[str, Any]
@@ -83,19 +84,6 @@ def _float(doc: Doc, key: str) -> float | None:
     return number if math.isfinite(number) else None
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def to_epoch_ms(ts: datetime) -> int:
-    """Milliseconds since the epoch (BSON date precision), in integer arithmetic: a float
-    round trip could move a cursor by one millisecond and skip or repeat a row."""
-    return (ts - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_epoch_ms(millis: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=millis)
-
-
 @dataclass(frozen=True, slots=True)
 class ReasonView:
     rule: str
@@ -156,7 +144,7 @@ class AlertView:
     @property
     def cursor(self) -> str:
         """The pagination cursor that points just past this alert."""
-        return f"{to_epoch_ms(self.timestamp)}_{self.alert_id}"
+        return f"{epoch_ms(self.timestamp)}_{self.alert_id}"
 
     @property
     def has_location(self) -> bool:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fraudwatch.cards import CardTokenizer, luhn_valid
-from webapp.documents import RULES, SEVERITIES, STATUSES, from_epoch_ms, to_epoch_ms
+from fraudwatch.contract import epoch_ms, from_epoch_ms
+from webapp.documents import RULES, SEVERITIES, STATUSES
 
 MAX_PARAM_CHARS = 64
 _LAST4 = re.compile(r"^[0-9]{4}$")
@@ -53,7 +54,7 @@ class Cursor:
     alert_id: str
 
     def encode(self) -> str:
-        return f"{to_epoch_ms(self.timestamp)}_{self.alert_id}"
+        return f"{epoch_ms(self.timestamp)}_{self.alert_id}"
 
     @classmethod
     def decode(cls, name: str, raw: str) -> Cursor:

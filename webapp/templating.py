@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
+from fraudwatch.contract import epoch_ms
 from webapp.documents import (
     RULE_LABELS,
     RULES,
@@ -14,7 +15,6 @@ from webapp.documents import (
     STATUS_LABELS,
     STATUSES,
     rfc3339,
-    to_epoch_ms,
 )
 from webapp.ops import mask_pans
 
@@ -68,7 +68,7 @@ def register_template_helpers(app: Flask) -> None:
         km=format_km,
         pct=format_pct,
         rfc3339=rfc3339,
-        epoch_ms=to_epoch_ms,
+        epoch_ms=epoch_ms,
         mask_pans=mask_pans,
     )
     # Globals (not context) so that imported macros see them too.

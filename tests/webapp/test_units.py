@@ -10,9 +10,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.contract import epoch_ms, from_epoch_ms
 from fraudwatch.geo import haversine_km
 from webapp.dashboard import build_stats
-from webapp.documents import AlertView, MinuteStats, from_epoch_ms, to_epoch_ms, travel_hops
+from webapp.documents import AlertView, MinuteStats, travel_hops
 from webapp.geo import plot_locations
 from webapp.ops import RedactCardNumbers, mask_pans
 from webapp.queries import (
@@ -118,7 +119,7 @@ def test_cursor_round_trips_to_the_millisecond() -> None:
     ts = datetime(2026, 11, 25, 8, 40, 12, 123000, tzinfo=UTC)
     cursor = Cursor(ts, "a" * 24)
     assert Cursor.decode("before", cursor.encode()) == cursor
-    assert from_epoch_ms(to_epoch_ms(ts)) == ts
+    assert from_epoch_ms(epoch_ms(ts)) == ts
 
 
 def test_before_cursor_continues_below_the_last_row_with_the_id_as_tie_break() -> None:
