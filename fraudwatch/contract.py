@@ -66,7 +66,7 @@ class Transaction(BaseModel):
     timestamp: Timestamp
     card_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")]
     account_id: Id64
-    amount: Annotated[float, Field(gt=0, le=1_000_000_000, allow_inf_nan=False)]
+    amount: Annotated[float, Field(ge=0, le=1_000_000_000, allow_inf_nan=False)]
     currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
     merchant_id: Id64
     merchant_name: Annotated[str, StringConstraints(max_length=200)]
@@ -180,7 +180,7 @@ class WireTransaction(msgspec.Struct, frozen=True, gc=False):
     timestamp: Annotated[str, msgspec.Meta(pattern=_FAST_TS)]
     card_number: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{12,19}\Z")]
     account_id: _Id64Fast
-    amount: Annotated[float, msgspec.Meta(gt=0, le=1_000_000_000)]
+    amount: Annotated[float, msgspec.Meta(ge=0, le=1_000_000_000)]
     currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}\Z")]
     merchant_id: _Id64Fast
     merchant_name: Annotated[str, msgspec.Meta(max_length=200)]
@@ -365,3 +365,101 @@ class DeadLetter:
             "value_truncated": len(value) > len(kept),
             "value_sha256": hashlib.sha256(value).hexdigest(),
         }
+
+
+# --- fraud labels, contract v1 (``fraud-labels``) -----------------------------------------
+
+LABEL_SCHEMA_VERSION = 1
+LabelValue = Literal["fraud", "genuine"]
+LabelSource = Literal["chargeback", "analyst", "customer"]
+LABEL_SOURCES: tuple[str, ...] = ("chargeback", "analyst", "customer")
+
+
+class FraudLabel(BaseModel):
+    """The truth about one earlier transaction, as it arrives on ``fraud-labels`` (v1).
+
+    Exactly one of ``card_number`` (a PAN, as in a chargeback record) or ``card_token`` (the
+    console's dispositions) names the card. ``timestamp`` is the original transaction's event
+    time; ``reported_at`` is when the truth became known, and is when the detector may use it.
+    """
+
+    model_config = ConfigDict(strict=True, extra="ignore", frozen=True)
+
+    transaction_id: Id64
+    card_number: Annotated[str, StringConstraints(pattern=r"^[0-9]{12,19}$")] | None = None
+    card_token: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,128}$")] | None = None
+    merchant_id: Id64
+    timestamp: Timestamp
+    amount: Annotated[float, Field(ge=0, le=1_000_000_000, allow_inf_nan=False)]
+    currency: Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+    label: LabelValue
+    reported_at: Timestamp
+    source: LabelSource | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The wire form, without the unset card field."""
+        d = self.model_dump(exclude_none=True)
+        d["timestamp"] = format_ts(self.timestamp)
+        d["reported_at"] = format_ts(self.reported_at)
+        return d
+
+
+class InvalidLabel(ValueError):
+    """A message that is not a valid v1 label; ``reason`` is a stable code for the DLQ."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def parse_label(raw: bytes | None) -> FraudLabel:
+    """Validate one ``fraud-labels`` message value.
+
+    Raises:
+        InvalidLabel: reason ``empty``, ``oversized``, ``invalid_encoding``, ``invalid_json``,
+            ``not_an_object``, ``invalid_label`` (schema, or not exactly one card field),
+            ``luhn`` or ``timestamp_out_of_range``, with a human-readable detail.
+    """
+    if raw is None or len(raw) == 0:
+        raise InvalidLabel("empty", "the message has no value")
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise InvalidLabel("oversized", f"{len(raw)} bytes, the limit is {MAX_MESSAGE_BYTES} bytes")
+    try:
+        label = FraudLabel.model_validate_json(raw)
+    except ValidationError as exc:
+        reason, detail = _describe(exc)
+        if reason == "invalid_transaction":
+            reason = "invalid_label"
+        elif reason == "invalid_json":
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as enc:
+                reason, detail = "invalid_encoding", f"not UTF-8: {enc.reason} at byte {enc.start}"
+        raise InvalidLabel(reason, detail) from None
+    if (label.card_number is None) == (label.card_token is None):
+        raise InvalidLabel(
+            "invalid_label", "exactly one of card_number or card_token must be given"
+        )
+    for name, ts in (("timestamp", label.timestamp), ("reported_at", label.reported_at)):
+        if not (_MIN_TS <= ts < _MAX_TS):
+            raise InvalidLabel("timestamp_out_of_range", f"{name} {ts} is outside 2000-2100")
+    if label.card_number is not None and not luhn_valid(label.card_number):
+        raise InvalidLabel("luhn", "card_number fails the Luhn check")
+    return label
+
+
+class LabelEvent(NamedTuple):
+    """A validated label inside the pipeline: PAN-free, times in epoch ms."""
+
+    transaction_id: str
+    ts: int  # the labelled transaction's event time
+    card_token: str
+    merchant_id: str
+    amount: float
+    currency: str
+    fraud: bool
+    reported_ts: int  # when the label may first be used (event time)
+    source: str
+    partition: int = -1
+    offset: int = -1

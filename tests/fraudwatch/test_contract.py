@@ -33,7 +33,6 @@ def test_a_valid_transaction_parses_with_an_aware_timestamp() -> None:
         (b"[1, 2]", "not_an_object"),
         (b"x" * (MAX_MESSAGE_BYTES + 1), "oversized"),
         (txn_bytes(amount=-1), "invalid_transaction"),
-        (txn_bytes(amount=0), "invalid_transaction"),
         (txn_bytes(amount=1_000_000_001), "invalid_transaction"),
         (txn_bytes(amount="12.0"), "invalid_transaction"),
         (txn_bytes(amount=True), "invalid_transaction"),
@@ -113,6 +112,7 @@ EDGE_CASES = [
     txn_bytes(),
     txn_bytes(extra_field={"nested": [1, 2]}),
     txn_bytes(amount=7),  # an integer amount is a valid float
+    txn_bytes(amount=0),  # account verification: a zero-amount authorization is valid
     txn_bytes(timestamp="2026-11-25T10:00:00.123456+01:00"),
     txn_bytes(timestamp="2026-11-25T10:00:00.1234567Z"),  # beyond microseconds
     txn_bytes(timestamp="2026-11-25t10:00:00z"),
