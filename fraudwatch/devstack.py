@@ -44,6 +44,8 @@ TOPICS: dict[str, int] = {
     "payment-transactions": 3,
     "fraud-alerts": 3,
     "payment-transactions-dlq": 1,
+    "fraud-labels": 3,
+    "fraud-scores": 3,
 }
 
 

@@ -27,6 +27,10 @@ class KafkaSettings(BaseSettings):
     transactions_topic: str = "payment-transactions"
     alerts_topic: str = "fraud-alerts"
     dlq_topic: str = "payment-transactions-dlq"
+    # Fraud labels (contract v1: chargebacks, analysts' dispositions), read by the dataflow.
+    labels_topic: str = "fraud-labels"
+    # Every valid transaction's score (written only when FRAUD_WRITE_SCORES=1).
+    scores_topic: str = "fraud-scores"
     # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
