@@ -1,10 +1,14 @@
-"""``python -m dataflows.backtest FILE.jsonl``: the detection core over a file, no services.
+"""``python -m dataflows.backtest TX.jsonl [--labels LABELS.jsonl] [--scores-out SCORES]``.
 
-Reads v1 transactions as JSON lines in file order, runs exactly the dataflow's validation and
-rules, and prints one alert per line (the same JSON as on ``fraud-alerts``). Alert ids, scores,
-severities and reasons are identical to what the streaming pipeline produces for the same
-per-card order; only ``detected_at`` and ``source_ts`` differ (wall clock / Kafka time).
-Invalid lines are counted by reason on stderr, as the dataflow would dead-letter them.
+The detection core over files, no services: the dataflow's own validation, merchant stage and
+card stage, in one process. Transactions are read as JSON lines in file order; labels (contract
+v1, JSON lines) are applied in event time: a label is applied before the first transaction whose
+event time is at or after its ``reported_at``, which is what the stream does when each label is
+consumed before such a transaction. Alerts go to stdout (the same JSON as on ``fraud-alerts``);
+``--scores-out`` gets one line per valid transaction. Alert ids, scores, severities and reasons
+equal the stream's for the same per-card and per-merchant order; only ``detected_at`` and
+``source_ts`` differ. Invalid lines are counted by reason on stderr, as the dataflow would
+dead-letter them.
 """
 
 from __future__ import annotations
@@ -18,21 +22,58 @@ from typing import IO
 import click
 import orjson
 
-from dataflows.detector import CardState, Detector, Outcome
+from dataflows.detection.cardbook import CardBook, CardItem
+from dataflows.detection.detector import CardVerdict, Detector, Outcome
+from dataflows.detection.merchant import MerchantBook
 from dataflows.edge import Edge, RawRecord
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
 from fraudwatch.cards import CardTokenizer
-from fraudwatch.contract import CardEvent
+from fraudwatch.contract import CardEvent, LabelEvent
+
+_BATCH = 2000
+
+
+def read_labels(lines: Iterable[bytes], edge: Edge, dead: Counter[str]) -> list[LabelEvent]:
+    """Valid labels of a file, ordered by reported time (invalid ones counted in ``dead``)."""
+    out = []
+    for number, line in enumerate(lines, start=1):
+        raw = line.rstrip(b"\r\n")
+        if not raw.strip():
+            continue
+        item = edge.to_label(RawRecord("labels", 0, number, None, raw))
+        if isinstance(item, LabelEvent):
+            out.append(item)
+        else:
+            dead[f"label:{item.reason}"] += 1
+    out.sort(key=lambda lab: lab.reported_ts)
+    return out
 
 
 def run_backtest(
-    lines: Iterable[bytes], ruleset: RuleSet, token_key: str | None, dead: Counter[str]
+    lines: Iterable[bytes],
+    ruleset: RuleSet,
+    token_key: str | None,
+    dead: Counter[str],
+    labels: Iterable[bytes] = (),
 ) -> Iterator[Outcome]:
-    """Outcomes of every valid line, in order; invalid lines are counted in ``dead``."""
+    """Outcomes of every valid transaction line, in order; invalid lines counted in ``dead``."""
     edge = Edge(CardTokenizer(token_key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
-    cards: dict[str, CardState] = {}
+    cards = CardBook(detector)
+    merchants = MerchantBook(ruleset.labels.label_delay_days)
+    pending = read_labels(labels, edge, dead)
+    next_label = 0
+    batch: list[CardEvent] = []
+
+    def judge(items: list[CardItem]) -> list[Outcome]:
+        # The stream's two stages in its order: cards, then merchants (labels reach both).
+        verdicts = cards.judge(items)
+        labels: list[CardVerdict | LabelEvent] = [x for x in items if isinstance(x, LabelEvent)]
+        viewed = merchants.observe([*labels, *verdicts])
+        # The backtest's alerts say they were detected at their own event time.
+        return [detector.finish(v, view, None) for v, view in viewed]
+
     for number, line in enumerate(lines, start=1):
         raw = line.rstrip(b"\r\n")
         if not raw.strip():
@@ -41,14 +82,37 @@ def run_backtest(
         if not isinstance(item, CardEvent):
             dead[item.reason] += 1
             continue
-        state = cards.get(item.card_token)
-        if state is None:
-            state = cards[item.card_token] = CardState()
-        yield detector.process(state, item, item.ts)
+        if next_label < len(pending) and pending[next_label].reported_ts <= item.ts:
+            yield from judge(list(batch))
+            batch.clear()
+            due: list[CardItem] = []
+            while next_label < len(pending) and pending[next_label].reported_ts <= item.ts:
+                due.append(pending[next_label])
+                next_label += 1
+            judge(due)
+        batch.append(item)
+        if len(batch) >= _BATCH:
+            yield from judge(list(batch))
+            batch.clear()
+    if batch:
+        yield from judge(list(batch))
 
 
 @click.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--labels",
+    "labels_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Fraud labels (contract v1, JSON lines), applied at their reported_at.",
+)
+@click.option(
+    "--scores-out",
+    type=click.File("wb"),
+    default=None,
+    help="Write one JSON line per valid transaction: transaction_id, score, alerted.",
+)
 @click.option(
     "--rules",
     "rules_file",
@@ -57,23 +121,46 @@ def run_backtest(
     help="Rule file (default: FRAUD_RULES_FILE or config/rules.toml).",
 )
 @click.option("--output", "-o", type=click.File("wb"), default="-", help="Where alerts go.")
-def main(path: Path, rules_file: Path | None, output: IO[bytes]) -> None:
+def main(
+    path: Path,
+    labels_file: Path | None,
+    scores_out: IO[bytes] | None,
+    rules_file: Path | None,
+    output: IO[bytes],
+) -> None:
     """Print the alerts the dataflow would raise for the transactions in PATH (JSON lines)."""
     settings = DataflowSettings()
     ruleset = load_ruleset(rules_file or settings.fraud_rules_file)
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
     dead: Counter[str] = Counter()
     total = alerts = 0
+    labels: list[bytes] = labels_file.read_bytes().splitlines() if labels_file else []
     with path.open("rb") as f:
-        for outcome in run_backtest(f, ruleset, key, dead):
+        for outcome in run_backtest(f, ruleset, key, dead, labels):
+            if outcome.duplicate:
+                continue
             total += 1
             if outcome.alert is not None:
                 alerts += 1
                 output.write(orjson.dumps(outcome.alert.to_json_dict()) + b"\n")
+            if scores_out is not None:
+                scores_out.write(
+                    orjson.dumps(
+                        {
+                            "transaction_id": outcome.event.transaction_id,
+                            "score": outcome.score,
+                            "alerted": outcome.alert is not None,
+                        }
+                    )
+                    + b"\n"
+                )
     output.flush()
+    if scores_out is not None:
+        scores_out.flush()
     summary = {
         "valid": total,
         "alerts": alerts,
+        "labels": len(labels),
         "invalid": dict(dead),
         "ruleset_version": ruleset.version,
     }

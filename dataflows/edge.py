@@ -1,4 +1,4 @@
-"""The first step: validate the raw message, then replace the PAN by token + masked form.
+"""The first steps: validate a raw transaction or label, then replace the PAN by a token.
 
 Everything downstream of ``Edge.to_event`` is PAN-free: the returned ``CardEvent`` has no
 card number, and a ``DeadLetter`` only goes to the dead-letter topic (which may hold the
@@ -10,7 +10,16 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from fraudwatch.cards import CardTokenizer, mask_pan
-from fraudwatch.contract import CardEvent, DeadLetter, InvalidTransaction, decode_transaction
+from fraudwatch.contract import (
+    CardEvent,
+    DeadLetter,
+    InvalidLabel,
+    InvalidTransaction,
+    LabelEvent,
+    decode_transaction,
+    epoch_ms,
+    parse_label,
+)
 
 
 class RawRecord(NamedTuple):
@@ -59,6 +68,29 @@ class Edge:
             longitude=txn.longitude,
             country=txn.country,
             source_ts=rec.timestamp or 0,
+            partition=rec.partition,
+            offset=rec.offset,
+        )
+
+    def to_label(self, rec: RawRecord) -> LabelEvent | DeadLetter:
+        """A valid fraud label as a PAN-free ``LabelEvent``, anything else as a ``DeadLetter``."""
+        try:
+            label = parse_label(rec.value)
+        except InvalidLabel as exc:
+            return self._dead(rec, exc.reason, exc.detail)
+        token = label.card_token
+        if label.card_number is not None:
+            token = self._tokenizer.token(label.card_number)
+        return LabelEvent(
+            transaction_id=label.transaction_id,
+            ts=epoch_ms(label.timestamp),
+            card_token=token or "",
+            merchant_id=label.merchant_id,
+            amount=label.amount,
+            currency=label.currency,
+            fraud=label.label == "fraud",
+            reported_ts=epoch_ms(label.reported_at),
+            source=label.source or "unknown",
             partition=rec.partition,
             offset=rec.offset,
         )

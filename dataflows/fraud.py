@@ -3,17 +3,26 @@
 Data flow (step ids are stable: renaming one drops its recovery state)::
 
     transactions_in -> validate -> split_valid -+-> dead_letters -> dlq_out (Kafka)
-                                                |
-                                                +-> shard items -> card_shards (a CardBook each)
-                                                        |
-              alerts_kafka_out (Kafka) <- alert_json <-+-> alerts -> alert_docs -> alerts_mongo_out
-                                                        |
-                             stats_mongo_out <- minute_stats <- stats_by_batch
+                                                +-> by card shard ------------------+
+    labels_in -> validate_labels -> split_labels -+-> label_dead_letters -> labels_dlq_out
+                                                  +-> label_to_cards ----> card_input
+                                                  +-> label_to_merchants -------------+
+                                                                                      |
+      card_input -> card_shards (a CardBook each: card state, habits, card signals)   |
+         -> verdicts -> by_merchant (regroup by merchant shard) -> merchant_input <---+
+         -> merchant_shards (a MerchantBook each: learned merchant risk; score, alert)
+         -> outcomes
+    outcomes -> alerts -> alert_json -> alerts_kafka_out; alert_docs -> alerts_mongo_out
+    outcomes -> score_json -> scores_out (only with FRAUD_WRITE_SCORES=1)
+    outcomes -> stats_by_batch -> minute_stats -> stats_mongo_out
 
-``validate`` groups each input batch's valid transactions by card shard, so the runtime moves
-one item per shard and batch rather than one per transaction (see ``dataflows.cardbook``).
+Cards come first so that each card's transactions reach its state in their input order (a
+card lives on one input partition); the merchant stage's view of a transaction does not depend
+on the order in which it gets them (docs/detection.md). ``validate`` groups each input batch's
+valid transactions by card shard, and ``by_merchant`` regroups the verdicts by merchant shard,
+so the runtime moves one item per shard and batch rather than one per transaction.
 
-The module only wires: ``build_flow(settings, ...)`` takes its source and sinks so tests can
+The module only wires: ``build_flow(settings, ...)`` takes its sources and sinks so tests can
 swap them; ``flow`` is built lazily from the environment when Bytewax asks for it.
 """
 
@@ -21,9 +30,11 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import bytewax.operators as op
 import orjson
@@ -31,10 +42,12 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import Sink
+from bytewax.testing import TestingSource
 
 from dataflows import metrics
-from dataflows.cardbook import BookSnapshot, CardBook, shard_of
-from dataflows.detector import Detector, Outcome
+from dataflows.detection.cardbook import BookSnapshot, CardBook, CardItem, shard_of
+from dataflows.detection.detector import CardVerdict, Detector, Outcome
+from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
 from dataflows.edge import Edge, RawRecord
 from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.mongo_io import MongoUpsertSink
@@ -43,7 +56,7 @@ from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
 from fraudwatch.alert_store import ALERT_STATS, ALERTS
 from fraudwatch.cards import CardTokenizer
-from fraudwatch.contract import Alert, CardEvent, DeadLetter
+from fraudwatch.contract import Alert, CardEvent, DeadLetter, LabelEvent, format_ts
 
 _log = logging.getLogger(__name__)
 
@@ -53,54 +66,90 @@ STEP_IDS = (
     "split_valid",
     "dead_letters",
     "dlq_out",
+    "labels_in",
+    "validate_labels",
+    "split_labels",
+    "label_dead_letters",
+    "labels_dlq_out",
+    "label_to_cards",
+    "label_to_merchants",
+    "card_input",
     "card_shards",
+    "verdicts",
+    "by_merchant",
+    "merchant_input",
+    "merchant_shards",
     "outcomes",
     "alerts",
     "alert_json",
     "alerts_kafka_out",
     "alert_docs",
     "alerts_mongo_out",
+    "score_json",
+    "scores_out",
     "stats_by_batch",
     "minute_stats",
     "stats_mongo_out",
 )
 
-# Newest event time seen per input partition, per process. A card lives on one partition
-# (messages are keyed by account), so its next event cannot be older than this minus the
-# allowed lateness; that is what makes eviction safe (see CardBook.evict).
-_PARTITION_WATERMARKS: dict[int, int] = {}
-
-ShardItem = tuple[str, list[CardEvent]]  # (shard key, that shard's events of one batch)
+T = TypeVar("T")
 
 
-class CardShardLogic(StatefulBatchLogic[list[CardEvent], list[Outcome], BookSnapshot]):
-    """One shard's cards inside Bytewax: judge each transaction, evict idle cards."""
+@dataclass
+class PartitionWatermarks:
+    """Newest event time seen per input partition, in this process.
 
-    __slots__ = ("book", "check_at", "eviction_every", "horizon_ms")
+    A card lives on one partition (messages are keyed by account), so its next event cannot be
+    older than this minus the allowed lateness; that is what makes eviction safe (see
+    ``CardBook.evict``). One object per built flow, shared by its card shards.
+    """
+
+    marks: dict[int, int] = field(default_factory=dict)
+
+    def see(self, items: list[CardItem]) -> None:
+        marks = self.marks
+        for e in items:
+            if isinstance(e, LabelEvent):
+                continue
+            wm = marks.get(e.partition)
+            if wm is None or e.ts > wm:
+                marks[e.partition] = e.ts
+
+
+def merchant_shard_of(merchant_id: str, shards: int) -> int:
+    """The shard of a merchant: a stable hash of its id (the same in every process)."""
+    return zlib.crc32(merchant_id.encode()) % shards
+
+
+class CardShardLogic(StatefulBatchLogic[list[CardItem], list[CardVerdict], BookSnapshot]):
+    """One shard's cards inside Bytewax: card signals, labels, eviction of idle cards."""
+
+    __slots__ = ("book", "check_at", "eviction_every", "horizon_ms", "watermarks")
 
     def __init__(
-        self, detector: Detector, resume: BookSnapshot | None, eviction_every: timedelta
+        self,
+        detector: Detector,
+        resume: BookSnapshot | None,
+        eviction_every: timedelta,
+        watermarks: PartitionWatermarks,
     ) -> None:
         self.book = CardBook(detector, resume)
         self.eviction_every = eviction_every
         self.horizon_ms = detector.ruleset.eviction_horizon_ms
         self.check_at = datetime.now(UTC) + eviction_every
+        self.watermarks = watermarks
 
-    def on_batch(self, values: list[list[CardEvent]]) -> tuple[list[list[Outcome]], bool]:
-        now_ms = time.time_ns() // 1_000_000
+    def on_batch(self, values: list[list[CardItem]]) -> tuple[list[list[CardVerdict]], bool]:
         judge = self.book.judge
-        marks = _PARTITION_WATERMARKS
+        see = self.watermarks.see
         out = []
-        for events in values:
-            out.append(judge(events, now_ms))
-            for e in events:
-                wm = marks.get(e.partition)
-                if wm is None or e.ts > wm:
-                    marks[e.partition] = e.ts
+        for items in values:
+            out.append(judge(items))
+            see(items)
         return out, StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[list[Outcome]], bool]:
-        evicted = self.book.evict(_PARTITION_WATERMARKS, self.horizon_ms)
+    def on_notify(self) -> tuple[list[list[CardVerdict]], bool]:
+        evicted = self.book.evict(self.watermarks.marks, self.horizon_ms)
         if evicted:
             metrics.CARDS_EVICTED.inc(evicted)
         if not self.book:
@@ -115,6 +164,50 @@ class CardShardLogic(StatefulBatchLogic[list[CardEvent], list[Outcome], BookSnap
         return self.book.snapshot()
 
 
+MerchantItem = CardVerdict | LabelEvent
+
+
+class MerchantShardLogic(StatefulBatchLogic[list[MerchantItem], list[Outcome], MerchantSnapshot]):
+    """One shard's merchants: learned merchant risk, then each transaction's score and alert."""
+
+    __slots__ = ("book", "check_at", "detector", "eviction_every", "newest_ts")
+
+    def __init__(
+        self, detector: Detector, resume: MerchantSnapshot | None, eviction_every: timedelta
+    ) -> None:
+        self.detector = detector
+        self.book = MerchantBook(detector.ruleset.labels.label_delay_days, resume)
+        self.eviction_every = eviction_every
+        self.check_at = datetime.now(UTC) + eviction_every
+        self.newest_ts = -1
+
+    def on_batch(self, values: list[list[MerchantItem]]) -> tuple[list[list[Outcome]], bool]:
+        now_ms = time.time_ns() // 1_000_000
+        observe = self.book.observe
+        finish = self.detector.finish
+        out = []
+        for items in values:
+            viewed = observe(items)
+            if viewed:
+                self.newest_ts = max(self.newest_ts, *(v.event.ts for v, _ in viewed))
+                out.append([finish(v, view, now_ms) for v, view in viewed])
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_notify(self) -> tuple[list[list[Outcome]], bool]:
+        if self.newest_ts >= 0:
+            self.book.evict(self.newest_ts)
+        if not self.book:
+            return [], StatefulBatchLogic.DISCARD
+        self.check_at = datetime.now(UTC) + self.eviction_every
+        return [], StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        return self.check_at
+
+    def snapshot(self) -> MerchantSnapshot:
+        return self.book.snapshot()
+
+
 @dataclass(frozen=True)
 class Sinks:
     """Where the dataflow writes; tests pass ``TestingSink``s."""
@@ -124,12 +217,15 @@ class Sinks:
     alerts_mongo: Sink[tuple[str, dict[str, Any]]]
     stats_mongo: Sink[tuple[str, dict[str, Any]]]
     dlq: Sink[OutMessage]
+    # Every valid transaction's score; None: not written (FRAUD_WRITE_SCORES unset).
+    scores: Sink[OutMessage] | None = None
 
 
-def kafka_source(settings: DataflowSettings) -> TransactionSource:
+def kafka_source(settings: DataflowSettings, topic: str | None = None) -> TransactionSource:
+    """The input topic (default: the transactions topic) as a loud-failing Bytewax source."""
     return TransactionSource(
         settings.kafka_bootstrap_servers,
-        settings.transactions_topic,
+        topic or settings.transactions_topic,
         extra_config=settings.librdkafka_config(),
         batch_size=settings.fraud_batch_size,
         stop_at_end=settings.fraud_stop_at_end,
@@ -163,6 +259,7 @@ def real_sinks(settings: DataflowSettings) -> Sinks:
         alerts_mongo=mongo(ALERTS),
         stats_mongo=mongo(ALERT_STATS),
         dlq=kafka(settings.dlq_topic),
+        scores=kafka(settings.scores_topic) if settings.fraud_write_scores else None,
     )
 
 
@@ -191,29 +288,67 @@ def _alert_message(a: Alert) -> OutMessage:
     return OutMessage(key=a.event.card_token.encode(), value=orjson.dumps(a.to_json_dict()))
 
 
+def _score_message(version: str) -> Callable[[Outcome], OutMessage | None]:
+    def message(o: Outcome) -> OutMessage | None:
+        if o.score is None:
+            return None  # a duplicate: its score was given the first time
+        e = o.event
+        value = {
+            "transaction_id": e.transaction_id,
+            "card_token": e.card_token,
+            "timestamp": format_ts(datetime.fromtimestamp(e.ts / 1000, UTC)),
+            "score": o.score,
+            "alerted": o.alert is not None,
+            "ruleset_version": version,
+        }
+        return OutMessage(key=e.card_token.encode(), value=orjson.dumps(value))
+
+    return message
+
+
+def _group(items: list[tuple[str, T]]) -> list[tuple[str, list[T]]]:
+    """(shard key, item) pairs as one (shard key, items) entry per shard, order kept."""
+    groups: dict[str, list[T]] = {}
+    for key, item in items:
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [item]
+        else:
+            group.append(item)
+    return list(groups.items())
+
+
 def build_flow(
     settings: DataflowSettings,
     ruleset: RuleSet | None = None,
     source: Source[RawRecord] | None = None,
     sinks: Sinks | None = None,
+    labels_source: Source[RawRecord] | None = None,
 ) -> Dataflow:
-    """Wire the dataflow. Without ``source``/``sinks``, the real Kafka and MongoDB ones."""
+    """Wire the dataflow. Without sources/sinks, the real Kafka and MongoDB ones.
+
+    A test that passes ``source`` but no ``labels_source`` gets an empty labels input.
+    """
     ruleset = ruleset or load_ruleset(settings.fraud_rules_file)
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
     edge = Edge(CardTokenizer(key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
     eviction_every = timedelta(seconds=settings.fraud_eviction_check_s)
+    if labels_source is None:
+        labels_source = (
+            kafka_source(settings, settings.labels_topic) if source is None else TestingSource([])
+        )
     source = source or kafka_source(settings)
     sinks = sinks or real_sinks(settings)
+    watermarks = PartitionWatermarks()
 
     to_event = edge.to_event
-
     shards = settings.fraud_card_shards
     shard_keys = [f"{i:04d}" for i in range(shards)]
 
-    def validate(batch: list[RawRecord]) -> list[DeadLetter | ShardItem]:
-        out: list[DeadLetter | ShardItem] = []
-        groups: dict[str, list[CardEvent]] = {}
+    def validate(batch: list[RawRecord]) -> list[DeadLetter | tuple[str, list[CardItem]]]:
+        out: list[DeadLetter | tuple[str, list[CardItem]]] = []
+        groups: dict[str, list[CardItem]] = {}
         for rec in batch:
             x = to_event(rec)
             if type(x) is CardEvent:
@@ -229,11 +364,38 @@ def build_flow(
         metrics.TRANSACTIONS_IN.inc(len(batch))
         return out
 
-    def is_valid(x: DeadLetter | ShardItem) -> bool:
+    def validate_labels(batch: list[RawRecord]) -> list[DeadLetter | LabelEvent]:
+        metrics.LABELS_IN.inc(len(batch))
+        return [edge.to_label(rec) for rec in batch]
+
+    def is_shard_item(x: object) -> bool:
         return type(x) is tuple
 
+    def is_label(x: object) -> bool:
+        return type(x) is LabelEvent
+
+    def labels_by_merchant(labels: list[LabelEvent]) -> list[tuple[str, list[MerchantItem]]]:
+        return _group(
+            [(shard_keys[merchant_shard_of(lab.merchant_id, shards)], lab) for lab in labels]
+        )
+
+    def labels_by_card(labels: list[LabelEvent]) -> list[tuple[str, list[CardItem]]]:
+        return _group([(shard_keys[shard_of(lab.card_token, shards)], lab) for lab in labels])
+
+    def by_merchant(verdict_lists: list[list[CardVerdict]]) -> list[tuple[str, list[MerchantItem]]]:
+        return _group(
+            [
+                (shard_keys[merchant_shard_of(v.event.merchant_id, shards)], v)
+                for verdicts in verdict_lists
+                for v in verdicts
+            ]
+        )
+
+    def merchant_logic(resume: MerchantSnapshot | None) -> MerchantShardLogic:
+        return MerchantShardLogic(detector, resume, eviction_every)
+
     def card_logic(resume: BookSnapshot | None) -> CardShardLogic:
-        return CardShardLogic(detector, resume, eviction_every)
+        return CardShardLogic(detector, resume, eviction_every, watermarks)
 
     def alerts_of(outcomes: list[Outcome]) -> list[Alert]:
         return [a for o in outcomes if (a := _alert_of(o)) is not None]
@@ -253,17 +415,40 @@ def build_flow(
     flow = Dataflow("fraudwatch")
     raw = op.input("transactions_in", flow, source)
     checked = op.flat_map_batch("validate", raw, validate)
-    split = op.branch("split_valid", checked, is_valid)
+    split = op.branch("split_valid", checked, is_shard_item)
     invalid = cast("Stream[DeadLetter]", split.falses)
-    dead = op.map("dead_letters", invalid, _dead_letter_message)
-    op.output("dlq_out", dead, sinks.dlq)
+    op.output("dlq_out", op.map("dead_letters", invalid, _dead_letter_message), sinks.dlq)
+    tx_by_card = cast("Stream[tuple[str, list[CardItem]]]", split.trues)
 
-    keyed = cast("KeyedStream[list[CardEvent]]", split.trues)
-    judged = op.stateful_batch("card_shards", keyed, card_logic)
+    raw_labels = op.input("labels_in", flow, labels_source)
+    checked_labels = op.flat_map_batch("validate_labels", raw_labels, validate_labels)
+    split_labels = op.branch("split_labels", checked_labels, is_label)
+    bad_labels = cast("Stream[DeadLetter]", split_labels.falses)
+    label_dead = op.map("label_dead_letters", bad_labels, _dead_letter_message)
+    op.output("labels_dlq_out", label_dead, sinks.dlq)
+    labels = cast("Stream[LabelEvent]", split_labels.trues)
+    labels_c = op.flat_map_batch("label_to_cards", labels, labels_by_card)
+    labels_m = op.flat_map_batch("label_to_merchants", labels, labels_by_merchant)
+
+    card_in = cast("KeyedStream[list[CardItem]]", op.merge("card_input", tx_by_card, labels_c))
+    verdicts = op.key_rm("verdicts", op.stateful_batch("card_shards", card_in, card_logic))
+    merchant_in = cast(
+        "KeyedStream[list[MerchantItem]]",
+        op.merge(
+            "merchant_input", op.flat_map_batch("by_merchant", verdicts, by_merchant), labels_m
+        ),
+    )
+    judged = op.stateful_batch("merchant_shards", merchant_in, merchant_logic)
     outcomes = op.key_rm("outcomes", judged)
     alerts = op.flat_map("alerts", outcomes, alerts_of)
     op.output("alerts_kafka_out", op.map("alert_json", alerts, _alert_message), sinks.alerts_kafka)
     op.output("alerts_mongo_out", op.map("alert_docs", alerts, _alert_doc), sinks.alerts_mongo)
+    if sinks.scores is not None:
+        score_of = _score_message(ruleset.version)
+        scores = op.flat_map(
+            "score_json", outcomes, lambda outs: [m for o in outs if (m := score_of(o))]
+        )
+        op.output("scores_out", scores, sinks.scores)
 
     per_batch = op.flat_map_batch("stats_by_batch", outcomes, stats_of_batch)
     minute_docs = op.stateful_batch("minute_stats", per_batch, stats_logic)

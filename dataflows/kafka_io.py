@@ -92,7 +92,8 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
             low, self._end = self._watermarks(topic, partition)
             # An empty partition (or one already read to its end) has nothing to drain; no
             # fetch would ever move the position to tell us so.
-            first = low if resume_offset is None else resume_offset
+            # A resumed partition that had read nothing yet snapshots OFFSET_BEGINNING (< 0).
+            first = low if resume_offset is None or resume_offset < 0 else resume_offset
             self._eof = first >= self._end
         self._consumer.assign([TopicPartition(topic, partition, start)])
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter
 
 TRANSACTIONS_IN = Counter("fraudwatch_transactions_in", "Input messages read")
+LABELS_IN = Counter("fraudwatch_labels_in", "Label messages read from the labels topic")
 TRANSACTIONS_VALID = Counter("fraudwatch_transactions_valid", "Messages that were valid v1")
 DEAD_LETTERED = Counter(
     "fraudwatch_dead_lettered", "Messages sent to the dead-letter topic", ["reason"]

@@ -12,7 +12,6 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SeverityName = Literal["low", "medium", "high", "critical"]
-SEVERITY_RANK: dict[str, int] = {"low": 0, "medium": 1, "high": 2, "critical": 3}
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "rules.toml"
 
 
@@ -22,64 +21,90 @@ class _Strict(BaseModel):
 
 class RuleBase(_Strict):
     enabled: bool = True
-    score: float = Field(gt=0, lt=1)
-    severity: SeverityName
+    # Log-odds this signal adds when it fires (natural log; docs/detection.md).
+    weight: float = Field(gt=0, le=20)
 
 
-class HighAmount(RuleBase):
-    limit: float = Field(gt=0)
-
-
-class AmountSpike(RuleBase):
+class AmountVsHabit(_Strict):
+    enabled: bool = True
     min_history: int = Field(ge=2)
+    min_z: float = Field(gt=0)
     min_ratio: float = Field(gt=1)
-    min_robust_z: float = Field(gt=0)
-    min_amount: float = Field(ge=0)
+    weight_per_z: float = Field(ge=0)
+    base_weight: float = Field(gt=0)
+    max_weight: float = Field(gt=0, le=20)
+
+
+class AmountVsMerchant(RuleBase):
+    min_transactions: int = Field(ge=1)
+    min_ratio: float = Field(gt=1)
 
 
 class VelocityCount(RuleBase):
     window_minutes: float = Field(gt=0)
     max_count: int = Field(ge=1)
+    weight_per_extra: float = Field(ge=0)
+    max_weight: float = Field(gt=0, le=20)
 
 
 class VelocityAmount(RuleBase):
     window_minutes: float = Field(gt=0)
-    limit: float = Field(gt=0)
     min_count: int = Field(ge=1)
+    min_history_days: float = Field(ge=0)
+    min_ratio: float = Field(gt=1)
 
 
 class CardTesting(RuleBase):
     window_minutes: float = Field(gt=0)
-    small_max: float = Field(gt=0)
+    small_ratio: float = Field(gt=0, lt=1)
     min_small: int = Field(ge=1)
-    large_min: float = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _large_above_small(self) -> CardTesting:
-        if self.large_min <= self.small_max:
-            raise ValueError("large_min must be greater than small_max")
-        return self
+    weight_per_extra: float = Field(ge=0)
+    large_ratio: float = Field(gt=1)
+    large_weight: float = Field(ge=0)
+    max_weight: float = Field(gt=0, le=20)
 
 
 class ImpossibleTravel(RuleBase):
     max_speed_kmh: float = Field(gt=0)
     min_distance_km: float = Field(ge=0)
+    always_alert: bool = True
 
 
 class LocationAnomaly(RuleBase):
     min_history: int = Field(ge=1)
     new_country_min_km: float = Field(ge=0)
     far_km: float = Field(gt=0)
+    cnp_extra_weight: float = Field(ge=0)
+
+
+class CardActivity(RuleBase):
+    min_history_days: float = Field(ge=0)
+    min_count: int = Field(ge=1)
+    min_ratio: float = Field(gt=1)
+
+
+class MerchantRisk(_Strict):
+    enabled: bool = True
+    prior_strength: float = Field(gt=0)
+    min_frauds: int = Field(ge=1)
+    max_weight: float = Field(gt=0, le=20)
+
+
+class CompromisedCard(RuleBase):
+    always_alert: bool = True
 
 
 class Rules(_Strict):
-    high_amount: HighAmount
-    amount_spike: AmountSpike
+    amount_vs_habit: AmountVsHabit
+    amount_vs_merchant: AmountVsMerchant
     velocity_count: VelocityCount
     velocity_amount: VelocityAmount
     card_testing: CardTesting
     impossible_travel: ImpossibleTravel
     location_anomaly: LocationAnomaly
+    card_activity: CardActivity
+    merchant_risk: MerchantRisk
+    compromised_card: CompromisedCard
 
 
 class Engine(_Strict):
@@ -103,6 +128,16 @@ class Currency(_Strict):
         return self
 
 
+class Labels(_Strict):
+    label_delay_days: int = Field(ge=0, le=90)
+    compromised_days: float = Field(gt=0)
+
+
+class Score(_Strict):
+    prior: float = Field(gt=0, lt=0.5)
+    alert_threshold: float = Field(gt=0, le=1)
+
+
 class SeverityThresholds(_Strict):
     critical: float = Field(gt=0, le=1)
     high: float = Field(gt=0, le=1)
@@ -114,7 +149,9 @@ class RuleSet(_Strict):
 
     version: str = Field(min_length=1, max_length=64)
     engine: Engine
+    labels: Labels
     currency: Currency
+    score: Score
     rules: Rules
     severity: SeverityThresholds
 
@@ -138,12 +175,23 @@ class RuleSet(_Strict):
         """An idle card whose newest event is older than this has nothing any rule could use."""
         lateness = int(self.engine.allowed_lateness_minutes * 60_000)
         return max(
-            self.short_horizon_ms, self.profile_horizon_ms + lateness, self.dedupe_horizon_ms
+            self.short_horizon_ms,
+            self.profile_horizon_ms + lateness,
+            self.dedupe_horizon_ms,
+            self.compromised_ms + lateness,
         )
 
     @property
     def dedupe_horizon_ms(self) -> int:
         return int(self.engine.dedupe_hours * 3_600_000)
+
+    @property
+    def label_delay_ms(self) -> int:
+        return self.labels.label_delay_days * 86_400_000
+
+    @property
+    def compromised_ms(self) -> int:
+        return int(self.labels.compromised_days * 86_400_000)
 
     def severity_for(self, score: float) -> str:
         s = self.severity

@@ -29,7 +29,7 @@ class RecoveryStoreMismatch(click.ClickException):
 
 # What the card state in a store looks like. 2: cards packed into FRAUD_CARD_SHARDS shards
 # (step ``card_shards``); stores without it hold per-card state (step ``card_rules``).
-STATE_FORMAT = 2
+STATE_FORMAT = 3  # 3: merchant shards and card habits/labels (2026.12)
 
 
 def ensure_recovery_store(

@@ -38,5 +38,7 @@ class DataflowSettings(KafkaSettings, MongoSettings, TokenSettings):
     # Card state is kept in this many shards (Bytewax state keys). Fixed for a recovery store:
     # changing it would route cards to other shards (the store records it and refuses).
     fraud_card_shards: int = Field(default=256, ge=1, le=65_536)
+    # Write every valid transaction's score to SCORES_TOPIC (what a payment switch consumes).
+    fraud_write_scores: bool = False
     # How often (wall clock) idle cards are checked for eviction.
     fraud_eviction_check_s: float = Field(default=300.0, gt=0)

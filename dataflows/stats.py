@@ -27,7 +27,7 @@ from typing import Any
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows import metrics
-from dataflows.detector import Outcome
+from dataflows.detection.detector import Outcome
 from fraudwatch.alert_store import NEW_MINUTE, minute_id
 
 MinuteCounts = dict[str, Any]  # {"transactions", "alerts", "late", "duplicates", "by_rule", ...}

@@ -38,6 +38,38 @@ _RFC3339 = re.compile(
 )
 
 Channel = Literal["card_present", "card_not_present"]
+
+# The signals an alert's reasons name (docs/detection.md), strongest-evidence kinds first, and
+# how the console shows them. Rule sets before 2026.12 also used the two legacy names, which
+# old alerts in MongoDB still carry.
+SIGNAL_NAMES: tuple[str, ...] = (
+    "compromised_card",
+    "impossible_travel",
+    "card_testing",
+    "merchant_risk",
+    "amount_vs_habit",
+    "amount_vs_merchant",
+    "velocity_count",
+    "velocity_amount",
+    "card_activity",
+    "location_anomaly",
+)
+LEGACY_RULE_NAMES: tuple[str, ...] = ("high_amount", "amount_spike")
+RULE_NAMES: tuple[str, ...] = SIGNAL_NAMES + LEGACY_RULE_NAMES
+RULE_LABELS: dict[str, str] = {
+    "compromised_card": "Known compromised card",
+    "impossible_travel": "Impossible travel",
+    "card_testing": "Card testing",
+    "merchant_risk": "Risky merchant (learned)",
+    "amount_vs_habit": "Amount vs card's habit",
+    "amount_vs_merchant": "Amount vs merchant's ticket",
+    "velocity_count": "Velocity (count)",
+    "velocity_amount": "Velocity (amount)",
+    "card_activity": "Unusual activity",
+    "location_anomaly": "Location anomaly",
+    "high_amount": "High amount (legacy)",
+    "amount_spike": "Amount spike (legacy)",
+}
 Severity = Literal["low", "medium", "high", "critical"]
 AlertStatus = Literal["open", "investigating", "confirmed_fraud", "false_positive", "dismissed"]
 

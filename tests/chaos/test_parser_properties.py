@@ -21,7 +21,8 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.detector import CardState, Detector
+from dataflows.detection.detector import Detector
+from dataflows.detection.state import CardState
 from dataflows.edge import Edge, RawRecord
 from dataflows.ruleset import load_ruleset
 from fraudwatch.cards import CardTokenizer, luhn_valid

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dataflows.cardbook import CardBook, shard_of
-from dataflows.detector import CardState, Detector, packed_header
+from dataflows.detection.cardbook import CardBook, shard_of
+from dataflows.detection.detector import Detector
+from dataflows.detection.state import CardState, packed_header
 from dataflows.ruleset import load_ruleset
 from tests.factories import make_event
 
@@ -94,24 +95,24 @@ def test_a_book_judges_interleaved_cards_as_one_state_per_card_would(
     book = CardBook(detector)
     got = []
     for i in range(0, len(events), cut_every):  # calls of various sizes, cards repeating
-        got.extend(book.judge(events[i : i + cut_every], 0))
+        got.extend(book.judge_events(events[i : i + cut_every], 0))
     assert got == expected
 
 
 def test_a_snapshot_is_independent_of_later_judging(detector: Detector) -> None:
     book = CardBook(detector)
     events = card_events(3, 6)
-    book.judge(events[:3], 0)
+    book.judge_events(events[:3], 0)
     snap = book.snapshot()
-    book.judge(events[3:], 0)
+    book.judge_events(events[3:], 0)
     resumed = CardBook(detector, snap)
-    assert resumed.judge(events[3:], 0) == one_state_per_card(detector, events)[3:]
+    assert resumed.judge_events(events[3:], 0) == one_state_per_card(detector, events)[3:]
 
 
 def test_eviction_uses_each_cards_own_partition_watermark(detector: Detector) -> None:
     book = CardBook(detector)
-    book.judge(card_events(10, 2, partition=0), 0)
-    book.judge(card_events(11, 2, partition=1), 0)
+    book.judge_events(card_events(10, 2, partition=0), 0)
+    book.judge_events(card_events(11, 2, partition=1), 0)
     horizon = detector.ruleset.eviction_horizon_ms
     newest = max(s.max_ts for s in (book.state_of(f"{c:032x}") for c in (10, 11)) if s)
     # Partition 0 moved past the horizon, partition 1 did not, partition 2 is unknown.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,20 +40,26 @@ def settings(**kw) -> DataflowSettings:
     return DataflowSettings(fraud_token_key=KEY, **kw)
 
 
-def run_flow(recs, **kw):
-    outs: dict[str, list] = {k: [] for k in ("ak", "am", "sm", "dlq")}
-    sinks = Sinks(*(TestingSink(outs[k]) for k in ("ak", "am", "sm", "dlq")))
-    run_main(build_flow(settings(), source=TestingSource(recs, batch_size=7), sinks=sinks), **kw)
+def run_flow(recs, labels: list[RawRecord] | None = None, **kw):
+    outs: dict[str, list] = {k: [] for k in ("ak", "am", "sm", "dlq", "scores")}
+    sinks = Sinks(*(TestingSink(outs[k]) for k in ("ak", "am", "sm", "dlq", "scores")))
+    flow = build_flow(
+        settings(),
+        source=TestingSource(recs, batch_size=7),
+        sinks=sinks,
+        labels_source=TestingSource(labels or []),
+    )
+    run_main(flow, **kw)
     for k in ("am", "sm"):  # MongoDB sinks get (routing key, document)
         outs[k] = [doc for _key, doc in outs[k]]
     return outs
 
 
-def oracle(values: list[bytes]) -> dict[str, dict]:
+def oracle(values: list[bytes], labels: Sequence[bytes] = ()) -> dict[str, dict]:
     dead: Counter[str] = Counter()
     return {
         o.alert.alert_id: o.alert.to_json_dict()
-        for o in run_backtest(values, load_ruleset(), KEY, dead)
+        for o in run_backtest(values, load_ruleset(), KEY, dead, labels)
         if o.alert
     }
 
@@ -62,7 +69,7 @@ def comparable(alert: dict) -> tuple:
 
 
 def test_step_ids_are_pinned_because_renaming_one_drops_its_recovery_state() -> None:
-    sinks = Sinks(*(TestingSink([]) for _ in range(4)))
+    sinks = Sinks(*(TestingSink([]) for _ in range(5)))
     flow = build_flow(settings(), source=TestingSource([]), sinks=sinks)
     assert [s.step_id for s in flow.substeps] == [
         f"fraudwatch.{step}"
@@ -72,13 +79,27 @@ def test_step_ids_are_pinned_because_renaming_one_drops_its_recovery_state() -> 
             "split_valid",
             "dead_letters",
             "dlq_out",
+            "labels_in",
+            "validate_labels",
+            "split_labels",
+            "label_dead_letters",
+            "labels_dlq_out",
+            "label_to_cards",
+            "label_to_merchants",
+            "card_input",
             "card_shards",
+            "verdicts",
+            "by_merchant",
+            "merchant_input",
+            "merchant_shards",
             "outcomes",
             "alerts",
             "alert_json",
             "alerts_kafka_out",
             "alert_docs",
             "alerts_mongo_out",
+            "score_json",
+            "scores_out",
             "stats_by_batch",
             "minute_stats",
             "stats_mongo_out",
@@ -110,6 +131,62 @@ def test_alerts_equal_the_backtest_oracle_and_bad_input_is_dead_lettered_once() 
         }
     )
     assert all(d["offset"] in range(30, 30 + len(BAD)) for d in dead)
+
+
+def chargeback(card: int, tx: str, reported: str, verdict: str = "fraud") -> bytes:
+    from tests.factories import make_pan
+
+    return json.dumps(
+        {
+            "transaction_id": tx,
+            "card_number": make_pan(card),
+            "merchant_id": "m-1",
+            "timestamp": "2025-11-25T10:00:00Z",
+            "amount": 25.0,
+            "currency": "EUR",
+            "label": verdict,
+            "reported_at": reported,
+            "source": "chargeback",
+        }
+    ).encode()
+
+
+def test_labels_make_the_stream_alert_like_the_backtest_and_bad_labels_are_dead_lettered() -> None:
+    values = traffic()  # starts 2025-11-25T10:00:00Z, one transaction per card every 90 s
+    labels = [
+        chargeback(2, "c2-t0", "2025-11-25T10:06:00Z"),
+        chargeback(2, "c2-t0", "2025-11-25T10:06:00Z"),  # re-sent: idempotent
+        chargeback(5, "c5-t0", "2025-11-25T10:06:00Z"),
+        chargeback(5, "c5-t0", "2025-11-25T10:09:00Z", verdict="genuine"),  # reversed
+        b'{"transaction_id": "x"}',
+    ]
+    outs = run_flow(records(values), labels=[RawRecord("labels", 0, i, 1, v) for i, v in
+                                               enumerate(labels)])  # fmt: skip
+    expected = oracle(values, labels)
+    got = {json.loads(m.value)["alert_id"]: json.loads(m.value) for m in outs["ak"]}
+    assert set(got) == set(expected)
+    for aid, a in expected.items():
+        assert comparable(got[aid]) == comparable(a)
+    compromised = {
+        a["transaction_id"] for a in got.values() if "compromised_card" in json.dumps(a["reasons"])
+    }
+    assert compromised == {f"c2-t{i}" for i in range(4, 12)} | {"c5-t4", "c5-t5"}
+    dead = [json.loads(m.value) for m in outs["dlq"]]
+    assert [(d["topic"], d["reason"]) for d in dead] == [("labels", "invalid_label")]
+
+
+def test_every_valid_transaction_gets_one_score_on_the_scores_sink() -> None:
+    values = traffic()
+    outs = run_flow(records([*values, values[0]]))  # a re-sent one is scored once
+    scores = [json.loads(m.value) for m in outs["scores"]]
+    assert sorted(s["transaction_id"] for s in scores) == sorted(
+        json.loads(v)["transaction_id"] for v in values
+    )
+    alerted = {json.loads(m.value)["transaction_id"] for m in outs["ak"]}
+    assert {s["transaction_id"] for s in scores if s["alerted"]} == alerted
+    assert all(0 < s["score"] < 1 for s in scores)
+    assert all(m.key.decode() == json.loads(m.value)["card_token"] for m in outs["scores"])
+    assert find_pans(scores) == []
 
 
 def test_no_card_number_reaches_alerts_or_stats() -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.detector import CardState, Detector
+from dataflows.detection.detector import Detector
+from dataflows.detection.state import CardState
 from dataflows.ruleset import load_ruleset
 from tests.factories import make_event
 
@@ -85,6 +87,7 @@ def test_an_alert_never_depends_on_a_transaction_with_a_later_event_time(specs, 
     first = judged[target.transaction_id]
     if first.late or first.duplicate:
         return
+    assert again.score == first.score
     assert (again.alert is None) == (first.alert is None)
     if first.alert and again.alert:
         assert again.alert.reasons == first.alert.reasons
@@ -93,16 +96,34 @@ def test_an_alert_never_depends_on_a_transaction_with_a_later_event_time(specs, 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(event_strategy, min_size=1, max_size=30))
-def test_amount_spike_never_fires_before_the_minimum_history(specs) -> None:
+def test_amount_vs_habit_never_fires_before_the_minimum_history(specs) -> None:
     for s in specs:
         s["jitter_ms"] = 0
     events = build_stream(specs)
     state = CardState()
-    need = RULESET.rules.amount_spike.min_history
+    need = RULESET.rules.amount_vs_habit.min_history
     for i, e in enumerate(events):
         o = DET.process(state, e, 0)
-        if i < need and o.alert:
-            assert "amount_spike" not in [r.rule for r in o.alert.reasons]
+        if i < need:
+            assert "amount_vs_habit" not in [s.rule for s in o.signals]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(event_strategy, min_size=1, max_size=40),
+    st.sampled_from([1 / 6, 6.0]),
+)
+def test_the_same_configuration_scores_a_six_times_cheaper_or_dearer_population_alike(
+    specs, scale: float
+) -> None:
+    """No threshold is an absolute amount: scaling every amount leaves every score as is."""
+    events = build_stream(specs)
+    scaled = [e._replace(amount=e.amount * scale) for e in events]
+    a, b = CardState(), CardState()
+    for e, f in zip(events, scaled, strict=True):
+        x, y = DET.process(a, e, 0), DET.process(b, f, 0)
+        assert [s.rule for s in x.signals] == [s.rule for s in y.signals]
+        assert x.score == pytest.approx(y.score, rel=1e-6, abs=1e-9)
 
 
 @settings(max_examples=40, deadline=None)

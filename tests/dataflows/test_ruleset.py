@@ -21,7 +21,7 @@ def test_every_rule_in_the_file_has_a_rationale_comment() -> None:
 
 def test_an_invalid_rule_file_names_the_file_and_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "rules.toml"
-    bad.write_text(DEFAULT_RULES_FILE.read_text().replace("max_count = 5", "max_count = -1"))
+    bad.write_text(DEFAULT_RULES_FILE.read_text().replace("max_count = 4", "max_count = -1"))
     with pytest.raises(RuleFileError, match=r"(?s)rules\.toml is invalid.*max_count"):
         load_ruleset(bad)
 
@@ -33,6 +33,6 @@ def test_a_missing_rule_file_says_how_to_point_at_one(tmp_path: Path) -> None:
 
 def test_unknown_keys_are_rejected_so_typos_do_not_silently_disable_a_limit(tmp_path: Path) -> None:
     bad = tmp_path / "rules.toml"
-    bad.write_text(DEFAULT_RULES_FILE.read_text().replace("max_count = 5", "max_cuont = 5"))
+    bad.write_text(DEFAULT_RULES_FILE.read_text().replace("max_count = 4", "max_cuont = 4"))
     with pytest.raises(RuleFileError):
         load_ruleset(bad)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
@@ -20,10 +22,34 @@ from typing import Any
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from dataflows.backtest import run_backtest
-from dataflows.ruleset import load_ruleset
+from dataflows.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from fraudwatch.devstack import REPO_ROOT, ensure_topics
 
 TOKEN_KEY = "integration-test-token-key"
+
+
+def _alert_heavy_rules() -> Path:
+    """The shipped rule file with a low alert threshold, for the reliability tests.
+
+    They check that no alert is lost or duplicated under faults, which wants many alerts
+    (a few percent of the traffic, as before the scores had an analyst-sized threshold);
+    which transactions are fraud does not matter to them.
+    """
+    text = DEFAULT_RULES_FILE.read_text()
+    marker = "alert_threshold = 0.5"
+    assert marker in text, f"{DEFAULT_RULES_FILE} no longer has {marker!r}"
+    heavy = text.replace(marker, "alert_threshold = 0.02")
+    digest = hashlib.sha256(heavy.encode()).hexdigest()[:12]
+    path = Path(tempfile.gettempdir()) / f"fraudwatch-test-rules-{digest}.toml"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(heavy)
+        tmp.replace(path)
+    return path
+
+
+TEST_RULES_FILE = _alert_heavy_rules()
+TEST_RULESET = load_ruleset(TEST_RULES_FILE)
 
 
 def free_port() -> int:
@@ -66,17 +92,29 @@ class PipelineEnv:
         return f"dlq-{self.tag}"
 
     @property
+    def labels(self) -> str:
+        return f"labels-{self.tag}"
+
+    @property
+    def scores(self) -> str:
+        return f"scores-{self.tag}"
+
+    @property
     def db(self) -> str:
         return f"it{self.tag}"
 
     def create_topics(self, partitions: int = 3) -> None:
-        ensure_topics(self.bootstrap, {self.tx: partitions, self.alerts: 3, self.dlq: 1})
+        ensure_topics(
+            self.bootstrap,
+            {self.tx: partitions, self.alerts: 3, self.dlq: 1, self.labels: 3, self.scores: 3},
+        )
 
     def delete_topics(self) -> None:
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        for fut in admin.delete_topics([self.tx, self.alerts, self.dlq]).values():
+        topics = [self.tx, self.alerts, self.dlq, self.labels, self.scores]
+        for fut in admin.delete_topics(topics).values():
             with contextlib.suppress(Exception):  # best-effort cleanup of a scratch topic
                 fut.result(timeout=15)
 
@@ -89,7 +127,10 @@ class PipelineEnv:
             "TRANSACTIONS_TOPIC": self.tx,
             "ALERTS_TOPIC": self.alerts,
             "DLQ_TOPIC": self.dlq,
+            "LABELS_TOPIC": self.labels,
+            "SCORES_TOPIC": self.scores,
             "FRAUD_TOKEN_KEY": TOKEN_KEY,
+            "FRAUD_RULES_FILE": str(TEST_RULES_FILE),
             "FRAUD_STATS_FLUSH_S": "0.2",
             "PYTHONUNBUFFERED": "1",
             **extra,
@@ -178,12 +219,12 @@ def consume_all(
     return out
 
 
-def oracle(values: list[bytes]) -> dict[str, dict[str, Any]]:
+def oracle(values: list[bytes], labels: Iterable[bytes] = ()) -> dict[str, dict[str, Any]]:
     """What the backtest says the pipeline must alert on, by alert id."""
     dead: Counter[str] = Counter()
     return {
         o.alert.alert_id: o.alert.to_json_dict()
-        for o in run_backtest(values, load_ruleset(), TOKEN_KEY, dead)
+        for o in run_backtest(values, TEST_RULESET, TOKEN_KEY, dead, labels)
         if o.alert
     }
 

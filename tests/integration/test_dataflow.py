@@ -19,6 +19,7 @@ from tests.integration.pipeline import (
     free_port,
     oracle,
     produce,
+    recovery_args,
     wait_for,
 )
 
@@ -119,6 +120,71 @@ def test_stop_at_end_finishes_when_some_input_partitions_are_empty(
     assert pipe.run_to_end(log, timeout=60) == 0, log.read_text()[-3000:]
     stats = mongo_client[pipe.db].alert_stats.find()
     assert sum(d["transactions"] for d in stats) == len(values)
+
+
+def test_stop_at_end_resumed_from_recovery_finishes_on_partitions_never_read(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    # The labels topic stays empty: its partitions snapshot "from the beginning", and a
+    # resumed stop-at-end run must still see that they hold nothing (it used to wait forever).
+    values = traffic(cards=1, per_card=6)
+    produce(pipe.bootstrap, pipe.tx, values)
+    args = recovery_args(tmp_path / "recovery")
+    log = tmp_path / "dataflow.log"
+    assert pipe.run_to_end(log, *args, timeout=60) == 0, log.read_text()[-3000:]
+    assert pipe.run_to_end(log, *args, timeout=60) == 0, log.read_text()[-3000:]
+    stats = mongo_client[pipe.db].alert_stats.find()
+    assert sum(d["transactions"] for d in stats) == len(values)
+
+
+def test_labels_on_the_topic_make_the_pipeline_score_like_the_backtest(
+    pipe: PipelineEnv, mongo_client, tmp_path: Path
+) -> None:
+    """Labels replayed before the transactions they affect: stream == backtest, alert for alert."""
+    values = traffic()
+    labels = [
+        chargeback(2, "c2-t0", "2025-11-25T10:06:00Z"),
+        chargeback(7, "c7-t1", "2025-11-25T10:03:00Z"),
+        chargeback(7, "c7-t1", "2025-11-25T10:10:00Z", verdict="genuine"),
+        b'{"not": "a label"}',
+    ]
+    produce(pipe.bootstrap, pipe.labels, labels)
+    log = tmp_path / "dataflow.log"
+    args = recovery_args(tmp_path / "recovery")
+    # The labels first (a stop-at-end run over the labels alone keeps them in its recovered
+    # state), then the transactions: labels consumed before the transactions they affect, as
+    # a time-ordered replay has them.
+    assert pipe.run_to_end(log, *args, timeout=60) == 0, log.read_text()[-3000:]
+    produce(pipe.bootstrap, pipe.tx, values)
+    assert pipe.run_to_end(log, *args, timeout=120) == 0, log.read_text()[-3000:]
+    expected = oracle(values, labels)
+    got = {d["_id"]: d for d in mongo_client[pipe.db].alerts.find()}
+    assert set(got) == set(expected)
+    for aid, a in expected.items():
+        assert essentials(got[aid]) == essentials(a)
+    compromised = {a["transaction_id"] for a in got.values() if "compromised_card" in a["rules"]}
+    assert compromised == {f"c2-t{i}" for i in range(4, 12)} | {f"c7-t{i}" for i in range(2, 7)}
+    dead = [json.loads(v) for _, v in consume_all(pipe.bootstrap, pipe.dlq)]
+    assert [(d["topic"], d["reason"]) for d in dead] == [(pipe.labels, "invalid_label")]
+    assert find_pans(list(got.values())) == []
+
+
+def chargeback(card: int, tx: str, reported: str, verdict: str = "fraud") -> bytes:
+    from tests.factories import make_pan
+
+    return json.dumps(
+        {
+            "transaction_id": tx,
+            "card_number": make_pan(card),
+            "merchant_id": "m-1",
+            "timestamp": "2025-11-25T10:00:00Z",
+            "amount": 25.0,
+            "currency": "EUR",
+            "label": verdict,
+            "reported_at": reported,
+            "source": "chargeback",
+        }
+    ).encode()
 
 
 def test_stop_at_end_confirms_the_end_and_drains_what_arrived_after_start(

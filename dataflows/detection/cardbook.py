@@ -17,8 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from dataflows.detector import CardState, Detector, Outcome, packed_header
-from fraudwatch.contract import CardEvent
+from dataflows.detection.detector import CardVerdict, Detector, Outcome
+from dataflows.detection.merchant import NO_MERCHANT_VIEW
+from dataflows.detection.state import CardState, packed_header
+from fraudwatch.contract import CardEvent, LabelEvent
+
+# What a card shard takes: a transaction, or a label on one of its cards.
+CardItem = CardEvent | LabelEvent
 
 # A shard's snapshot: card token -> packed state.
 BookSnapshot = dict[str, bytes]
@@ -41,29 +46,45 @@ class CardBook:
     def __len__(self) -> int:
         return len(self.cards)
 
-    def judge(self, events: Iterable[CardEvent], detected_at: int) -> list[Outcome]:
-        """Judge ``events`` in order (each card's in its arrival order); one outcome each.
+    def judge(self, items: Iterable[CardItem]) -> list[CardVerdict]:
+        """The card half of judging the transactions among ``items``, in order; labels among
+        them are applied where they stand. One verdict per transaction.
 
         A card that comes up several times in one call is unpacked and packed once.
         """
         cards = self.cards
-        process = self.detector.process
+        detector = self.detector
+        judge_card = detector.judge_card
         unpack = CardState.unpack
         working: dict[str, tuple[CardState, int]] = {}
         out = []
-        for e in events:
-            token = e.card_token
+        for item in items:
+            is_label = isinstance(item, LabelEvent)
+            token, partition = item.card_token, -1 if is_label else item.partition
             entry = working.get(token)
             if entry is None:
                 blob = cards.get(token)
                 state = CardState() if blob is None else unpack(blob)
             else:
                 state = entry[0]
-            out.append(process(state, e, detected_at))
-            working[token] = (state, e.partition)
+                if partition == -1:
+                    partition = entry[1]
+            if isinstance(item, LabelEvent):
+                detector.apply_label(state, item)
+            else:
+                out.append(judge_card(state, item))
+            working[token] = (state, partition)
         for token, (state, partition) in working.items():
-            cards[token] = state.pack(partition)
+            known = partition
+            if known == -1 and token in cards:  # a label on a card seen before: keep its own
+                known = packed_header(cards[token])[1]
+            cards[token] = state.pack(known)
         return out
+
+    def judge_events(self, events: Iterable[CardEvent], detected_at: int | None) -> list[Outcome]:
+        """Both halves for transactions without a merchant stage (tests and tools)."""
+        finish = self.detector.finish
+        return [finish(v, NO_MERCHANT_VIEW, detected_at) for v in self.judge(events)]
 
     def state_of(self, card_token: str) -> CardState | None:
         """A copy of one card's state (for tests and tools)."""
@@ -78,10 +99,12 @@ class CardBook:
         minus the allowed lateness can still arrive for it. Returns how many were evicted.
         """
         idle = []
+        newest = max(watermarks.values(), default=None)
         for token, blob in self.cards.items():
-            max_ts, partition = packed_header(blob)
-            wm = watermarks.get(partition)
-            if wm is not None and wm - max_ts > horizon_ms:
+            last, partition = packed_header(blob)
+            # A card known only from labels has no partition yet: judge it by the newest one.
+            wm = newest if partition == -1 else watermarks.get(partition)
+            if wm is not None and wm - last > horizon_ms:
                 idle.append(token)
         for token in idle:
             del self.cards[token]

@@ -1,0 +1,305 @@
+"""Judges one transaction: its signals, its score, its alert, then the card's state update.
+
+Each transaction is judged the moment it arrives, against a look-back window that ends at its
+own event time: only the card's transactions with an event time at or before it count, so an
+out-of-order arrival (within the allowed lateness) is judged as of its own time and no score
+ever depends on a later transaction. Labels count from their ``reported_at`` on. No signal
+reads the wall clock.
+"""
+
+from __future__ import annotations
+
+from array import array
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from dataflows.detection.labels import id_hash
+from dataflows.detection.merchant import NO_MERCHANT_VIEW, MerchantView
+from dataflows.detection.scoring import Scorer, explain
+from dataflows.detection.signals import (
+    CARD_SIGNALS,
+    LATE_CARD_SIGNALS,
+    MERCHANT_SIGNALS,
+    MerchantWindow,
+    Signal,
+    Window,
+)
+from dataflows.detection.state import AMT, CP, LAT, LON, STRIDE, TS, CardState
+from dataflows.ruleset import RuleSet
+from fraudwatch.contract import Alert, CardEvent, LabelEvent, Reason, alert_id_for, format_ts
+
+
+class Outcome(NamedTuple):
+    """What happened to one transaction: its score, at most one alert, how it was treated.
+
+    ``score`` is None only for a duplicate (a transaction already judged); ``signals`` are the
+    evidence behind the score, alerted or not.
+    """
+
+    event: CardEvent
+    alert: Alert | None
+    late: bool = False
+    duplicate: bool = False
+    score: float | None = None
+    signals: tuple[Signal, ...] = ()
+
+
+class CardVerdict(NamedTuple):
+    """What the card stage found about one transaction; the merchant stage finishes it.
+
+    ``evidence`` holds the rows of the card's earlier transactions that its signals point at
+    (oldest first), so the alert can show them without the card's state.
+    """
+
+    event: CardEvent
+    amount: float  # in the base currency
+    signals: tuple[Signal, ...]
+    evidence: tuple[dict[str, Any], ...] = ()
+    late: bool = False
+    duplicate: bool = False
+
+
+class Detector:
+    """Applies a rule set to one transaction: card signals, then merchant signals and score.
+
+    The dataflow runs the two halves in two keyed stages (``judge_card`` per card shard, then
+    ``finish`` per merchant shard), so that each card's transactions reach the card stage in
+    their input order; ``process`` runs both at once for the backtest's tools and tests.
+    """
+
+    def __init__(self, ruleset: RuleSet) -> None:
+        self.ruleset = ruleset
+        self.scorer = Scorer(ruleset)
+        self.base = ruleset.currency.base
+        self.rates = ruleset.currency.rates
+        self.lateness_ms = int(ruleset.engine.allowed_lateness_minutes * 60_000)
+        self.profile_size = ruleset.engine.profile_size
+        self.profile_ms = ruleset.profile_horizon_ms
+        self.short_ms = ruleset.short_horizon_ms
+        self.max_window_events = ruleset.engine.max_window_events
+        self.dedupe_ms = ruleset.dedupe_horizon_ms
+        self.compromised_ms = ruleset.compromised_ms
+
+    def amount_in_base(self, amount: float, currency: str) -> float:
+        rate = self.rates.get(currency)
+        if rate is None:
+            raise ValueError(f"no exchange rate for {currency} in the rule set")
+        return amount * rate
+
+    def apply_label(self, state: CardState, label: LabelEvent) -> bool:
+        """Record a label on this card; it counts for transactions from its reported time."""
+        added = state.add_label(
+            (label.reported_ts, int(label.fraud), id_hash(label.transaction_id))
+        )
+        if added and state.max_ts >= 0:
+            state.prune_labels(state.max_ts - self.compromised_ms - self.lateness_ms)
+        return added
+
+    def process(
+        self,
+        state: CardState,
+        e: CardEvent,
+        detected_at: int | None,
+        merchant: MerchantView = NO_MERCHANT_VIEW,
+    ) -> Outcome:
+        """Judge ``e`` against ``state`` and ``merchant`` (both as of ``e``'s event time)."""
+        return self.finish(self.judge_card(state, e), merchant, detected_at)
+
+    def judge_card(self, state: CardState, e: CardEvent) -> CardVerdict:
+        """The card half: ``e`` against ``state`` as of its event time, then added to it."""
+        if e.transaction_id in state.ids:
+            return CardVerdict(e, 0.0, (), duplicate=True)
+        if state.dh and id_hash(e.transaction_id) in state.dh:
+            return CardVerdict(e, 0.0, (), duplicate=True)
+        amount = self.amount_in_base(e.amount, e.currency)
+        late = state.max_ts >= 0 and e.ts < state.max_ts - self.lateness_ms
+        ev = state.ev
+        pos = len(state.ids)
+        # Insertion point: after every kept transaction with event time <= e.ts.
+        while pos > 0 and ev[(pos - 1) * STRIDE] > e.ts:
+            pos -= 1
+        w = Window(
+            state,
+            pos,
+            e,
+            amount,
+            self.base,
+            state.habit_at(e.ts, pos),
+            self._profile_start(state, pos, e.ts),
+            self.ruleset,
+        )
+        signals: list[Signal] = []
+        for signal in LATE_CARD_SIGNALS if late else CARD_SIGNALS:
+            s = signal(w)
+            if s is not None:
+                signals.append(s)
+        evidence = self._evidence(state, signals)
+        if late:
+            if e.ts >= state.max_ts - self.dedupe_ms:
+                state.remember(id_hash(e.transaction_id), e.ts)
+        else:
+            self._insert(state, pos, e, amount)
+            # Anything at or before this can only take the late path from now on.
+            state.settle(state.max_ts - self.lateness_ms - 1)
+            self._prune(state)
+        return CardVerdict(e, amount, tuple(signals), evidence, late=late)
+
+    def finish(self, v: CardVerdict, merchant: MerchantView, detected_at: int | None) -> Outcome:
+        """The merchant half: merchant signals, the score and the alert.
+
+        ``detected_at`` (epoch ms; None: the event's own time, as backtests report it) is only
+        copied into the alert; no signal reads it.
+        """
+        e = v.event
+        if v.duplicate:
+            return Outcome(e, None, duplicate=True)
+        signals = list(v.signals)
+        mw = MerchantWindow(e, v.amount, self.base, merchant, self.ruleset)
+        habit_spoke = any(s.rule == "amount_vs_habit" for s in signals)
+        for signal in MERCHANT_SIGNALS:
+            if habit_spoke and signal.__name__ == "amount_vs_merchant":
+                continue  # the card's own habit already judged the amount
+            s = signal(mw)
+            if s is not None:
+                signals.append(s)
+        score = self.scorer.score(signals)
+        alert = None
+        if signals and self.scorer.alerts(score, signals):
+            when = e.ts if detected_at is None else detected_at
+            alert = self._alert(v, score, signals, when)
+        return Outcome(e, alert, late=v.late, score=score, signals=tuple(signals))
+
+    # ------------------------------------------------------------------ state
+
+    def _profile_start(self, state: CardState, pos: int, ts: int) -> int:
+        lo = max(0, pos - self.profile_size)
+        since = ts - self.profile_ms
+        ev = state.ev
+        while lo < pos and ev[lo * STRIDE] < since:
+            lo += 1
+        return lo
+
+    def _insert(self, state: CardState, pos: int, e: CardEvent, amount: float) -> None:
+        row = (float(e.ts), amount, e.latitude, e.longitude, 1.0 if e.card_present else 0.0)
+        if pos == len(state.ids):
+            state.ev.extend(row)
+            state.cc.append(e.country)
+            state.ids.append(e.transaction_id)
+        else:
+            at = pos * STRIDE
+            state.ev[at:at] = array("d", row)
+            state.cc.insert(pos, e.country)
+            state.ids.insert(pos, e.transaction_id)
+        state.max_ts = max(state.max_ts, e.ts)
+
+    def _prune(self, state: CardState) -> None:
+        """Drop what no signal can use any more, judged by the card's own newest event time.
+
+        Kept: everything inside the short windows (plus lateness), up to ``max_window_events``,
+        and the newest ``profile_size`` transactions inside the profile horizon.
+        """
+        self._prune_dedupe(state)
+        state.prune_labels(state.max_ts - self.compromised_ms - self.lateness_ms)
+        n = len(state.ids)
+        if n <= self.profile_size:
+            oldest_useful = state.max_ts - self.profile_ms - self.lateness_ms
+            if n == 0 or state.ev[0] >= oldest_useful:
+                return
+        ev = state.ev
+        short_since = state.max_ts - self.short_ms
+        keep_short = n
+        while keep_short > 0 and ev[(keep_short - 1) * STRIDE] >= short_since:
+            keep_short -= 1
+        keep_profile = max(0, n - self.profile_size)
+        profile_since = state.max_ts - self.profile_ms - self.lateness_ms
+        while keep_profile < n and ev[keep_profile * STRIDE] < profile_since:
+            keep_profile += 1
+        start = min(keep_short, keep_profile)
+        start = max(start, n - self.max_window_events)
+        if start > 0:
+            for i in range(start):
+                state.remember(id_hash(state.ids[i]), int(ev[i * STRIDE]))
+            del state.ev[: start * STRIDE]
+            del state.cc[:start]
+            del state.ids[:start]
+
+    def _prune_dedupe(self, state: CardState) -> None:
+        """Forget remembered ids older than the dedupe horizon."""
+        if not state.dt or state.dh is None:
+            return
+        since = state.max_ts - self.dedupe_ms
+        if min(state.dt) >= since:
+            return
+        dh, dt = state.dh, state.dt
+        keep = [i for i, t in enumerate(dt) if t >= since]
+        if keep:
+            state.dh = array("q", [dh[i] for i in keep])
+            state.dt = array("q", [dt[i] for i in keep])
+        else:
+            state.dh = state.dt = None
+
+    # ------------------------------------------------------------------ alert
+
+    def _evidence(self, state: CardState, signals: list[Signal]) -> tuple[dict[str, Any], ...]:
+        """Rows of the kept transactions the signals point at (before ``e`` is inserted)."""
+        idx = sorted({i for s in signals for i in s.evidence})
+        ev = state.ev
+        rows = []
+        for i in idx:
+            at = i * STRIDE
+            rows.append(
+                _evidence_row(
+                    state.ids[i],
+                    ev[at + TS],
+                    ev[at + AMT],
+                    ev[at + LAT],
+                    ev[at + LON],
+                    state.cc[i],
+                    ev[at + CP],
+                )
+            )
+        return tuple(rows)
+
+    def _alert(
+        self, v: CardVerdict, score: float, signals: list[Signal], detected_at: int
+    ) -> Alert:
+        e = v.event
+        top = explain(signals)
+        reasons = tuple(Reason(s.rule, self.scorer.alone(s), s.detail) for s in top)
+        this = _evidence_row(
+            e.transaction_id,
+            e.ts,
+            v.amount,
+            e.latitude,
+            e.longitude,
+            e.country,
+            1.0 if e.card_present else 0.0,
+        )
+        rows = (*v.evidence, this)
+        return Alert(
+            alert_id=alert_id_for(e.card_token, e.transaction_id),
+            event=e,
+            score=score,
+            severity=self.scorer.severity(score),
+            reasons=reasons,
+            evidence=tuple(r["transaction_id"] for r in rows),
+            evidence_txns=rows,
+            ruleset_version=self.ruleset.version,
+            detected_at=detected_at,
+            base_currency=self.base,
+            late=v.late,
+        )
+
+
+def _evidence_row(
+    txn_id: str, ts: float, amount: float, lat: float, lon: float, country: str, cp: float
+) -> dict[str, Any]:
+    return {
+        "transaction_id": txn_id,
+        "timestamp": format_ts(datetime.fromtimestamp(ts / 1000, UTC)),
+        "amount_base": round(amount, 2),
+        "latitude": lat,
+        "longitude": lon,
+        "country": country,
+        "channel": "card_present" if cp else "card_not_present",
+    }

@@ -1,0 +1,279 @@
+"""Merchant risk learned from delayed fraud labels: one merchant's daily counts and labels.
+
+Per merchant the state keeps, for the last ``label_delay_days + 32`` days, how many
+transactions it took per day (and their mean log amount), plus the fraud labels reported on
+its transactions. For a transaction at event time ``t`` on day ``D`` it gives:
+
+- the handbook's merchant risk: the fraud share among the merchant's transactions in the 1, 7
+  and 30 days that end ``label_delay_days`` before ``D`` (days ``D-delay-k .. D-delay-1``),
+  counting only labels reported at or before ``t``;
+- the recent known frauds: transactions since then (days ``D-delay .. D``) whose fraud is
+  already reported by ``t`` (fast chargebacks and analysts' confirmations), over the
+  transactions of days ``D-delay .. D-2``;
+- its typical ticket: the geometric mean amount over days ``D-31 .. D-2``.
+
+Counts only use days that ended at least a day before ``D``, so a transaction's view does not
+depend on how the input partitions interleave around midnight: the stream and the backtest
+see the same numbers. Frauds are counted from the labels alone (a label names its merchant and
+the transaction's time), so a label may arrive before or after the transaction it is about.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+import struct
+from array import array
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol, TypeVar
+
+from dataflows.detection.labels import LabelRow, fraud_known_at, id_hash
+from fraudwatch.contract import CardEvent, LabelEvent
+
+DAY_MS = 86_400_000
+WINDOWS_DAYS = (1, 7, 30)
+_TYPICAL_DAYS = 30
+_GUARD_DAYS = 1  # the newest complete day used is D-2... see the module docstring
+
+
+class MerchantView(NamedTuple):
+    """What the merchant stage knew about a transaction's merchant at its event time."""
+
+    n_1d: int
+    n_7d: int
+    n_30d: int
+    fraud_1d: int
+    fraud_7d: int
+    fraud_30d: int
+    recent_n: int
+    recent_fraud: int
+    typical_amount: float  # geometric mean ticket in the base currency, 0.0 if unknown
+    typical_n: int
+
+    def risk(self, k: int) -> float:
+        """The handbook's raw fraud share of the k-day delayed window (0 with no sales)."""
+        n, f = {1: (self.n_1d, self.fraud_1d), 7: (self.n_7d, self.fraud_7d)}.get(
+            k, (self.n_30d, self.fraud_30d)
+        )
+        return f / n if n else 0.0
+
+
+NO_MERCHANT_VIEW = MerchantView(0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0)
+
+
+# A label on a merchant: (reported ms, fraud 1/0, id hash, transaction day).
+MerchantLabel = tuple[int, int, int, int]
+
+
+class MerchantState:
+    """One merchant's daily counts and labels; see the module docstring."""
+
+    __slots__ = ("counts", "days", "labels", "lognum", "logs")
+
+    def __init__(self) -> None:
+        self.days = array("i")  # day numbers (epoch days), ascending
+        self.counts = array("i")  # transactions that day
+        self.logs = array("d")  # sum of log(amount) of that day's positive amounts
+        self.lognum = array("i")  # how many positive amounts that is
+        self.labels: list[MerchantLabel] = []
+
+    def add(self, ts: int, amount: float) -> None:
+        """Count one transaction at event time ``ts``."""
+        day = ts // DAY_MS
+        days = self.days
+        i = len(days) - 1
+        while i >= 0 and days[i] > day:
+            i -= 1
+        if i >= 0 and days[i] == day:
+            self.counts[i] += 1
+        else:
+            i += 1
+            days.insert(i, day)
+            self.counts.insert(i, 1)
+            self.logs.insert(i, 0.0)
+            self.lognum.insert(i, 0)
+        if amount > 0:
+            self.logs[i] += math.log(amount)
+            self.lognum[i] += 1
+
+    def add_label(self, label: LabelEvent) -> bool:
+        """Keep a label on one of this merchant's transactions (idempotent)."""
+        row = (
+            label.reported_ts,
+            int(label.fraud),
+            id_hash(label.transaction_id),
+            label.ts // DAY_MS,
+        )
+        if row in self.labels:
+            return False
+        self.labels.append(row)
+        self.labels.sort()
+        return True
+
+    def view(self, ts: int, delay_days: int) -> MerchantView:
+        """The merchant as known at event time ``ts`` (before counting that transaction)."""
+        day = ts // DAY_MS
+        newest = day - 1 - _GUARD_DAYS  # newest day whose count is used
+        delayed_end = day - delay_days - 1  # last day of the delayed windows
+        n = [0, 0, 0]
+        recent_n = 0
+        log_sum = 0.0
+        log_n = 0
+        for d, c, ls, ln in zip(self.days, self.counts, self.logs, self.lognum, strict=True):
+            if d > newest:
+                break
+            if d <= delayed_end:
+                age = delayed_end - d  # 0 = the newest delayed day
+                for j, k in enumerate(WINDOWS_DAYS):
+                    if age < k:
+                        n[j] += c
+            else:
+                recent_n += c
+            if d > newest - _TYPICAL_DAYS:
+                log_sum += ls
+                log_n += ln
+        f = [0, 0, 0]
+        recent_f = 0
+        if self.labels:
+            known = fraud_known_at(self._label_rows(), ts)
+            tx_day = {h: d for _, _, h, d in self.labels}
+            for h, fraud in known.items():
+                if not fraud:
+                    continue
+                d = tx_day[h]
+                if d <= delayed_end:
+                    age = delayed_end - d
+                    for j, k in enumerate(WINDOWS_DAYS):
+                        if age < k:
+                            f[j] += 1
+                elif d <= day:
+                    recent_f += 1
+        typical = math.exp(log_sum / log_n) if log_n else 0.0
+        return MerchantView(n[0], n[1], n[2], f[0], f[1], f[2], recent_n, recent_f, typical, log_n)
+
+    def _label_rows(self) -> list[LabelRow]:
+        return [(r, fr, h) for r, fr, h, _ in self.labels]
+
+    def prune(self, newest_day: int, keep_days: int) -> None:
+        """Forget days (and labels on transactions of days) older than ``keep_days``."""
+        oldest = newest_day - keep_days
+        cut = 0
+        while cut < len(self.days) and self.days[cut] < oldest:
+            cut += 1
+        if cut:
+            del self.days[:cut], self.counts[:cut], self.logs[:cut], self.lognum[:cut]
+        if self.labels and min(r[3] for r in self.labels) < oldest:
+            self.labels = [r for r in self.labels if r[3] >= oldest]
+
+    @property
+    def last_day(self) -> int:
+        newest_label_day = max((r[3] for r in self.labels), default=-1)
+        return max(self.days[-1] if self.days else -1, newest_label_day)
+
+    def pack(self) -> bytes:
+        body = (
+            self.days.tobytes(),
+            self.counts.tobytes(),
+            self.logs.tobytes(),
+            self.lognum.tobytes(),
+            tuple(self.labels) if self.labels else None,
+        )
+        return _HEADER.pack(self.last_day) + pickle.dumps(body, 5)
+
+    @classmethod
+    def unpack(cls, blob: bytes) -> MerchantState:
+        days, counts, logs, lognum, labels = pickle.loads(  # noqa: S301 - our own state
+            memoryview(blob)[_HEADER.size :]
+        )
+        m = cls()
+        m.days.frombytes(days)
+        m.counts.frombytes(counts)
+        m.logs.frombytes(logs)
+        m.lognum.frombytes(lognum)
+        if labels:
+            m.labels = list(labels)
+        return m
+
+
+_HEADER = struct.Struct("<q")
+
+# A merchant shard's snapshot: merchant id -> packed state.
+MerchantSnapshot = dict[str, bytes]
+
+
+class Verdict(Protocol):
+    """What the merchant stage needs of a card verdict (``detector.CardVerdict``)."""
+
+    @property
+    def event(self) -> CardEvent: ...
+    @property
+    def amount(self) -> float: ...
+    @property
+    def duplicate(self) -> bool: ...
+
+
+V = TypeVar("V", bound=Verdict)
+
+
+class MerchantBook:
+    """The packed states of one shard's merchants.
+
+    ``observe`` gives each transaction its merchant's view and then counts it; a merchant that
+    comes up several times in one call is unpacked and packed once.
+    """
+
+    __slots__ = ("delay_days", "keep_days", "merchants")
+
+    def __init__(self, delay_days: int, merchants: MerchantSnapshot | None = None) -> None:
+        self.delay_days = delay_days
+        # Delayed 30-day window + the delay + the guard day + today.
+        self.keep_days = delay_days + max(WINDOWS_DAYS) + _GUARD_DAYS + 2
+        self.merchants: MerchantSnapshot = {} if merchants is None else dict(merchants)
+
+    def __len__(self) -> int:
+        return len(self.merchants)
+
+    def observe(self, items: Iterable[V | LabelEvent]) -> list[tuple[V, MerchantView]]:
+        """Views for the card verdicts among ``items`` (in order), each counted after its
+        view unless it is a duplicate; labels are stored."""
+        merchants = self.merchants
+        working: dict[str, MerchantState] = {}
+        out: list[tuple[V, MerchantView]] = []
+        delay = self.delay_days
+        for item in items:
+            mid = item.merchant_id if isinstance(item, LabelEvent) else item.event.merchant_id
+            state = working.get(mid)
+            if state is None:
+                blob = merchants.get(mid)
+                state = MerchantState() if blob is None else MerchantState.unpack(blob)
+                working[mid] = state
+            if isinstance(item, LabelEvent):
+                state.add_label(item)
+                continue
+            e = item.event
+            out.append((item, state.view(e.ts, delay)))
+            if not item.duplicate:
+                state.add(e.ts, item.amount)
+        for mid, state in working.items():
+            state.prune(state.last_day, self.keep_days)
+            merchants[mid] = state.pack()
+        return out
+
+    def state_of(self, merchant_id: str) -> MerchantState | None:
+        blob = self.merchants.get(merchant_id)
+        return None if blob is None else MerchantState.unpack(blob)
+
+    def evict(self, newest_ts: int) -> int:
+        """Forget merchants with nothing left that any window could use."""
+        newest_day = newest_ts // DAY_MS
+        idle = [
+            mid
+            for mid, blob in self.merchants.items()
+            if newest_day - _HEADER.unpack_from(blob)[0] > self.keep_days
+        ]
+        for mid in idle:
+            del self.merchants[mid]
+        return len(idle)
+
+    def snapshot(self) -> MerchantSnapshot:
+        return dict(self.merchants)

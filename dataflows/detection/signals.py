@@ -1,0 +1,372 @@
+"""Each signal is a small function over a ``Window``: the card's history as of one transaction.
+
+A signal returns a ``Signal`` (its name, the log-odds it adds, a sentence with the numbers) or
+None. Thresholds on amounts are ratios to the card's own habit or the merchant's usual ticket,
+never absolute limits, so the same configuration works at any price level. Signals only read
+the card's transactions at or before the judged one's event time (``pos`` is its insertion
+point), never a later one and never the wall clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from dataflows.detection.merchant import MerchantView
+from dataflows.detection.state import AMT, CP, HABIT_TAUS_MS, LAT, LON, STRIDE, CardState, Habit
+from dataflows.ruleset import RuleSet
+from fraudwatch.contract import CardEvent
+from fraudwatch.geo import haversine_km
+
+
+class Signal(NamedTuple):
+    """One piece of evidence: ``weight`` in log-odds, ``detail`` in words with numbers."""
+
+    rule: str
+    weight: float
+    detail: str
+    evidence: tuple[int, ...] = ()  # indices into the card's kept transactions
+    always_alert: bool = False
+
+
+@dataclass(slots=True)
+class Window:
+    """The judged transaction and what the card looked like just before it."""
+
+    state: CardState
+    pos: int  # insertion point of ``e`` among the card's kept transactions
+    e: CardEvent
+    amount: float  # in the base currency
+    base: str
+    habit: Habit
+    profile_lo: int  # first kept transaction of the amount/location profile
+    ruleset: RuleSet
+
+    def start_after(self, since_exclusive: float) -> int:
+        """Index of the first kept transaction after ``since_exclusive`` (and before ``pos``)."""
+        ev = self.state.ev
+        lo = self.pos
+        while lo > 0 and ev[(lo - 1) * STRIDE] > since_exclusive:
+            lo -= 1
+        return lo
+
+    def usual_daily(self, lo: int) -> tuple[float, float]:
+        """The card's usual (count, spend) per day, leaving out its transactions from ``lo``
+        on: a burst must not raise the habit it is compared with."""
+        ev = self.state.ev
+        t = self.e.ts
+        count, amount = self.habit.count_30d, self.habit.amount_30d
+        for i in range(lo, self.pos):
+            d = math.exp(-(t - ev[i * STRIDE]) / _MONTH_MS)
+            count -= d
+            amount -= d * ev[i * STRIDE + AMT]
+        days = self.habit.month_days
+        return max(count, 0.0) / days, max(amount, 0.0) / days
+
+    def amounts(self, lo: int, hi: int) -> list[float]:
+        return self.state.ev[lo * STRIDE + AMT : hi * STRIDE : STRIDE].tolist()
+
+    def card_median(self) -> float | None:
+        """The median amount of the card's profile, or None below the minimum history."""
+        n = self.pos - self.profile_lo
+        if n < self.ruleset.rules.amount_vs_habit.min_history:
+            return None
+        med = median(self.amounts(self.profile_lo, self.pos))
+        return med if med > 0 else None
+
+
+_MONTH_MS = HABIT_TAUS_MS[2]
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    mid = n // 2
+    return s[mid] if n % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+def money(x: float) -> str:
+    return f"{x:,.2f}"
+
+
+def amount_vs_habit(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.amount_vs_habit
+    med = w.card_median()
+    if not rule.enabled or med is None:
+        return None
+    ratio = w.amount / med
+    if ratio < rule.min_ratio:
+        return None
+    floor = med * 1e-3
+    logs = [math.log(max(a, floor) / med) for a in w.amounts(w.profile_lo, w.pos)]
+    centre = median(logs)
+    mad = median([abs(x - centre) for x in logs])
+    # A card with near-identical amounts has MAD ~0; the floor keeps z finite and meaningful.
+    sigma = max(1.4826 * mad, 0.25)
+    z = (math.log(ratio) - centre) / sigma
+    if z < rule.min_z:
+        return None
+    weight = min(rule.max_weight, rule.base_weight + rule.weight_per_z * (z - rule.min_z))
+    n = w.pos - w.profile_lo
+    return Signal(
+        "amount_vs_habit",
+        weight,
+        f"{ratio:.1f}x this card's median of {money(med)} {w.base} over its last {n} "
+        f"transactions (robust z {z:.1f}; fires at {rule.min_ratio:g}x and z {rule.min_z:g})",
+    )
+
+
+def velocity_count(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.velocity_count
+    if not rule.enabled:
+        return None
+    lo = w.start_after(w.e.ts - rule.window_minutes * 60_000)
+    count = w.pos - lo + 1
+    if count <= rule.max_count:
+        return None
+    span_min = (w.e.ts - w.state.ts(lo)) / 60_000 if lo < w.pos else 0.0
+    weight = min(
+        rule.max_weight, rule.weight + rule.weight_per_extra * (count - rule.max_count - 1)
+    )
+    usual = w.habit.daily_count
+    habit = f"; this card's usual is {usual:.1f} a day" if w.habit.history_days >= 1 else ""
+    return Signal(
+        "velocity_count",
+        weight,
+        f"{count} transactions in {span_min:.1f} min (fires above {rule.max_count} in "
+        f"{rule.window_minutes:g} min){habit}",
+        tuple(range(lo, w.pos)),
+    )
+
+
+def velocity_amount(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.velocity_amount
+    if not rule.enabled or w.habit.history_days < rule.min_history_days:
+        return None
+    lo = w.start_after(w.e.ts - rule.window_minutes * 60_000)
+    count = w.pos - lo + 1
+    if count < rule.min_count:
+        return None
+    _, daily = w.usual_daily(lo)
+    if daily <= 0:
+        return None
+    total = w.amount + sum(w.amounts(lo, w.pos))
+    ratio = total / daily
+    if ratio < rule.min_ratio:
+        return None
+    return Signal(
+        "velocity_amount",
+        rule.weight,
+        f"{money(total)} {w.base} in {count} transactions within "
+        f"{rule.window_minutes / 60:g} h: {ratio:.1f}x this card's usual daily spend of "
+        f"{money(daily)} {w.base} (fires at {rule.min_ratio:g}x)",
+        tuple(range(lo, w.pos)),
+    )
+
+
+def card_testing(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.card_testing
+    if not rule.enabled:
+        return None
+    # Tiny is relative to the card's habit; a zero-amount verification is tiny for any card.
+    ref = w.card_median()
+    small_max = 0.0 if ref is None else rule.small_ratio * ref
+    is_small = w.amount <= small_max
+    is_large = ref is not None and w.amount >= rule.large_ratio * ref
+    if not (is_small or is_large):
+        return None
+    lo = w.start_after(w.e.ts - rule.window_minutes * 60_000)
+    small = [lo + k for k, a in enumerate(w.amounts(lo, w.pos)) if a <= small_max]
+    n_small = len(small) + (1 if is_small else 0)
+    if n_small < rule.min_small:
+        return None
+    weight = rule.weight + rule.weight_per_extra * (n_small - rule.min_small)
+    span_min = (w.e.ts - w.state.ts(small[0])) / 60_000 if small else 0.0
+    usual = f"{rule.small_ratio:g}x of a usual {money(ref)}" if ref else "no history yet"
+    detail = (
+        f"{n_small} tiny authorizations (at most {money(small_max)} {w.base}, {usual}) "
+        f"in {span_min:.0f} min"
+    )
+    if is_large and ref is not None:
+        weight += rule.large_weight
+        detail += f", then this {money(w.amount)} {w.base} one ({w.amount / ref:.1f}x usual)"
+    return Signal("card_testing", min(rule.max_weight, weight), detail, tuple(small))
+
+
+def impossible_travel(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.impossible_travel
+    e = w.e
+    if not rule.enabled or e.channel != "card_present":
+        return None
+    ev = w.state.ev
+    j = w.pos - 1
+    while j >= 0 and ev[j * STRIDE + CP] == 0.0:
+        j -= 1
+    if j < 0:
+        return None
+    at = j * STRIDE
+    dist = haversine_km(ev[at + LAT], ev[at + LON], e.latitude, e.longitude)
+    if dist < rule.min_distance_km:
+        return None
+    hours = (e.ts - ev[at]) / 3_600_000
+    speed = math.inf if hours <= 0 else dist / hours
+    if speed <= rule.max_speed_kmh:
+        return None
+    speed_txt = "instantly" if math.isinf(speed) else f"{speed:,.0f} km/h"
+    return Signal(
+        "impossible_travel",
+        rule.weight,
+        f"card-present in {e.country} {dist:,.0f} km from the previous card-present use "
+        f"({w.state.cc[j]}) {hours * 60:.0f} min earlier: {speed_txt} "
+        f"(limit {rule.max_speed_kmh:,.0f} km/h)",
+        (j,),
+        rule.always_alert,
+    )
+
+
+def location_anomaly(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.location_anomaly
+    lo, pos, e = w.profile_lo, w.pos, w.e
+    n = pos - lo
+    if not rule.enabled or n < rule.min_history:
+        return None
+    ev = w.state.ev
+    nearest = min(
+        haversine_km(ev[i * STRIDE + LAT], ev[i * STRIDE + LON], e.latitude, e.longitude)
+        for i in range(lo, pos)
+    )
+    new_country = e.country not in w.state.cc[lo:pos]
+    if new_country and nearest >= rule.new_country_min_km:
+        detail = (
+            f"first use in {e.country} among this card's last {n} transactions, "
+            f"{nearest:,.0f} km from its nearest usual place (fires at "
+            f"{rule.new_country_min_km:,.0f} km for a new country)"
+        )
+    elif nearest >= rule.far_km:
+        detail = (
+            f"{nearest:,.0f} km from the nearest of this card's last {n} transaction "
+            f"locations (fires at {rule.far_km:,.0f} km)"
+        )
+    else:
+        return None
+    weight = rule.weight
+    if new_country and not e.card_present:
+        weight += rule.cnp_extra_weight
+        detail += "; card not present"
+    return Signal("location_anomaly", weight, detail)
+
+
+def card_activity(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.card_activity
+    h = w.habit
+    if not rule.enabled or h.history_days < rule.min_history_days:
+        return None
+    lo = w.start_after(w.e.ts - 86_400_000)
+    count = w.pos - lo + 1
+    usual, _ = w.usual_daily(lo)
+    if count < rule.min_count or count < rule.min_ratio * max(usual, 0.1):
+        return None
+    return Signal(
+        "card_activity",
+        rule.weight,
+        f"{count} transactions in 24 h; this card's usual is {usual:.1f} a day "
+        f"(fires at {rule.min_ratio:g}x and {rule.min_count})",
+    )
+
+
+def compromised_card(w: Window) -> Signal | None:
+    rule = w.ruleset.rules.compromised_card
+    if not rule.enabled:
+        return None
+    label = w.state.compromised_at(w.e.ts, w.ruleset.compromised_ms)
+    if label is None:
+        return None
+    reported = datetime.fromtimestamp(label[0] / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    days = (w.e.ts - label[0]) / 86_400_000
+    return Signal(
+        "compromised_card",
+        rule.weight,
+        f"a fraud on this card was reported {reported} UTC ({days:.1f} days ago) and not "
+        f"cleared since: the card is known to be compromised",
+        always_alert=rule.always_alert,
+    )
+
+
+class MerchantWindow(NamedTuple):
+    """A transaction as the merchant stage sees it: what its merchant looked like before it."""
+
+    e: CardEvent
+    amount: float
+    base: str
+    merchant: MerchantView
+    ruleset: RuleSet
+
+
+def merchant_risk(w: MerchantWindow) -> Signal | None:
+    rule = w.ruleset.rules.merchant_risk
+    m = w.merchant
+    if not rule.enabled:
+        return None
+    prior = w.ruleset.score.prior
+    s = rule.prior_strength
+    delay = w.ruleset.labels.label_delay_days
+    best: tuple[float, str] | None = None
+    candidates = (
+        (m.fraud_1d, m.n_1d, f"on the last known day (ending {delay} days ago)"),
+        (m.fraud_7d, m.n_7d, f"in the last known week (ending {delay} days ago)"),
+        (m.fraud_30d, m.n_30d, f"in the last known 30 days (ending {delay} days ago)"),
+        (m.recent_fraud, m.recent_n, f"reported so far for the last {delay} days"),
+    )
+    for f, n, when in candidates:
+        if f < rule.min_frauds:
+            continue
+        share = (f + s * prior) / (max(n, f) + s)
+        if best is None or share > best[0]:
+            best = (share, f"{f} of its {max(n, f)} transactions {when} were fraud")
+    if best is None or best[0] <= prior:
+        return None
+    weight = min(rule.max_weight, math.log(best[0] / prior))
+    return Signal(
+        "merchant_risk",
+        weight,
+        f"merchant {w.e.merchant_id} ({w.e.merchant_name}): {best[1]}",
+    )
+
+
+def amount_vs_merchant(w: MerchantWindow) -> Signal | None:
+    rule = w.ruleset.rules.amount_vs_merchant
+    m = w.merchant
+    if not rule.enabled or m.typical_n < rule.min_transactions or m.typical_amount <= 0:
+        return None
+    ratio = w.amount / m.typical_amount
+    if ratio < rule.min_ratio:
+        return None
+    return Signal(
+        "amount_vs_merchant",
+        rule.weight,
+        f"{ratio:.1f}x this merchant's typical ticket of {money(m.typical_amount)} {w.base} "
+        f"(over its last {m.typical_n} sales; fires at {rule.min_ratio:g}x)",
+    )
+
+
+# The card stage's signals, in the order explanations list ties. ``late`` transactions (beyond
+# the allowed lateness) cannot be placed in the card's windows: they get only the point ones.
+CARD_SIGNALS: tuple[Callable[[Window], Signal | None], ...] = (
+    compromised_card,
+    impossible_travel,
+    card_testing,
+    amount_vs_habit,
+    velocity_count,
+    velocity_amount,
+    card_activity,
+    location_anomaly,
+)
+LATE_CARD_SIGNALS: tuple[Callable[[Window], Signal | None], ...] = (compromised_card,)
+# The merchant stage's: amount_vs_merchant only speaks where the card's own habit did not.
+MERCHANT_SIGNALS: tuple[Callable[[MerchantWindow], Signal | None], ...] = (
+    merchant_risk,
+    amount_vs_merchant,
+)
