@@ -208,6 +208,14 @@ def _configure_logging(verbose: bool) -> None:
     "and more cautiously (docs/producer.md), to test rules beyond the ranges they were made for.",
 )
 @click.option(
+    "--amount-scale",
+    type=click.FloatRange(0.01, 100.0),
+    default=1.0,
+    show_default=True,
+    help="Multiply every amount (genuine spend, fraud stories, card tests, ATM cash) by this: "
+    "a population whose amounts are N times larger or smaller, for robustness checks.",
+)
+@click.option(
     "--labels-out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write ground truth (fraudulent and malformed records) as JSON lines.",
@@ -247,6 +255,7 @@ def generate(
     clock: str,
     story_speedup: float | None,
     scenario_profile: str,
+    amount_scale: float,
     labels_out: Path | None,
     out: Path | None,
     topic: str | None,
@@ -278,6 +287,7 @@ def generate(
             bad_ratio=bad_ratio,
             story_speedup=story_speedup or (WALL_STORY_SPEEDUP if clock == "wall" else 1.0),
             scenario_profile=scenario_profile,
+            amount_scale=amount_scale,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
