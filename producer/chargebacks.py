@@ -146,7 +146,7 @@ class ChargebackStream:
         self._seq = 0
         self._genuine_left = self._next_false_dispute()
         self._unobserved: Record | None = None
-        self._transactions = 0  # records taken from the wrapped stream and handed on
+        self._handed_on = 0  # records taken from the wrapped stream and handed on
 
     # --- the stream ---------------------------------------------------------------------
     def interleave(self, records: Iterator[Record]) -> Iterator[Record]:
@@ -160,6 +160,7 @@ class ChargebackStream:
         for record in records:
             if self._unobserved is not None:
                 self._observe(self._unobserved)
+                self._unobserved = None  # the sender may stop at a chargeback below
             ts = record.ts_ms
             while heap and heap[0][0] <= ts:
                 reported, _, key, value = heapq.heappop(heap)
@@ -167,7 +168,7 @@ class ChargebackStream:
                 if emit:
                     counts.emitted += 1
                     yield Record(reported, key, value, None, chargeback=True)
-            self._transactions += 1
+            self._handed_on += 1
             self._unobserved = record
             yield record
         # Asked for more after the last record: it was sent.
@@ -182,7 +183,7 @@ class ChargebackStream:
             sent: transactions (and malformed records) the sender really sent; when it is one
                 short of what was handed on, the last one was not sent and gets no chargeback.
         """
-        if self._unobserved is not None and sent >= self._transactions:
+        if self._unobserved is not None and sent >= self._handed_on:
             self._observe(self._unobserved)
         self._unobserved = None
         while self._heap:

@@ -92,11 +92,18 @@ def parse_start(text: str) -> int:
     return epoch_ms(ts)
 
 
-def _settings(bootstrap_servers: str | None, topic: str | None) -> tuple[KafkaSettings, str]:
+def _settings(
+    bootstrap_servers: str | None, topic: str | None, labels: bool = False
+) -> tuple[KafkaSettings, str]:
+    """The settings with ``--bootstrap-servers`` applied, and the topic to send to.
+
+    ``labels``: the default topic is ``LABELS_TOPIC`` instead of ``TRANSACTIONS_TOPIC``.
+    """
     settings = KafkaSettings()
     if bootstrap_servers:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap_servers})
-    return settings, topic or settings.transactions_topic
+    default = settings.labels_topic if labels else settings.transactions_topic
+    return settings, topic or default
 
 
 def _reporter(log_interval: float) -> Reporter:
@@ -723,9 +730,7 @@ def _replay_file(
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     source = ReplaySource(options)
-    settings, topic_name = _settings(bootstrap_servers, topic)
-    if kind is LABELS and topic is None:
-        topic_name = settings.labels_topic
+    settings, topic_name = _settings(bootstrap_servers, topic, labels=kind is LABELS)
     try:
         if not raw and not skip_invalid:
             valid = source.validate()

@@ -197,6 +197,26 @@ def test_a_transaction_the_sender_did_not_send_gets_no_chargeback(make_records: 
         assert stream.finish(sent=sent).false_disputes == expected
 
 
+def test_a_sender_stopping_at_a_chargeback_leaves_one_per_transaction_sent(
+    make_records: Make,
+) -> None:
+    every_one_disputed_within_minutes = ChargebackConfig(
+        seed=1,
+        false_dispute_rate=1.0,
+        reversal_share=0.0,
+        delay_median_days=0.001,
+        delay_p95_days=0.002,
+    )
+    stream = ChargebackStream(every_one_disputed_within_minutes)
+    sent = 0
+    for record in stream.interleave(iter(make_records(500))):
+        if record.chargeback:
+            break
+        sent += 1
+    assert 0 < sent < 500
+    assert stream.finish(sent=sent).false_disputes == sent
+
+
 def test_the_same_seed_gives_the_same_chargebacks(fraud_records: list[Record]) -> None:
     assert Run(fraud_records).lines == Run(fraud_records).lines
     assert Run(fraud_records).lines != Run(fraud_records, seed=4).lines
