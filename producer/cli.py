@@ -12,16 +12,17 @@ import random
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
 from fraudwatch.contract import epoch_ms
 from fraudwatch.settings import KafkaSettings
+from producer.chargebacks import MAX_DELAY_DAYS
 from producer.errors import ProducerError
 from producer.progress import LogReporter, Reporter, RichReporter, RunStats, summary_lines
 from producer.records import Record
@@ -37,6 +38,8 @@ from producer.runner import (
 )
 
 if TYPE_CHECKING:
+    from producer.chargebacks import ChargebackConfig, ChargebackCounts
+    from producer.replay import MessageKind
     from producer.traffic import TrafficSimulator
 
 _log = logging.getLogger("producer")
@@ -89,11 +92,18 @@ def parse_start(text: str) -> int:
     return epoch_ms(ts)
 
 
-def _settings(bootstrap_servers: str | None, topic: str | None) -> tuple[KafkaSettings, str]:
+def _settings(
+    bootstrap_servers: str | None, topic: str | None, labels: bool = False
+) -> tuple[KafkaSettings, str]:
+    """The settings with ``--bootstrap-servers`` applied, and the topic to send to.
+
+    ``labels``: the default topic is ``LABELS_TOPIC`` instead of ``TRANSACTIONS_TOPIC``.
+    """
     settings = KafkaSettings()
     if bootstrap_servers:
         settings = settings.model_copy(update={"kafka_bootstrap_servers": bootstrap_servers})
-    return settings, topic or settings.transactions_topic
+    default = settings.labels_topic if labels else settings.transactions_topic
+    return settings, topic or default
 
 
 def _reporter(log_interval: float) -> Reporter:
@@ -119,14 +129,14 @@ def _open_sink(
     return sink
 
 
-def _finish(stats: RunStats, destination: str, stop: StopRequest) -> int:
-    for line in summary_lines(stats, destination):
+def _finish(stats: RunStats, destination: str, stop: StopRequest, scenarios: bool = True) -> int:
+    for line in summary_lines(stats, destination, scenarios=scenarios):
         _log.info("%s", line)
     if stats.error:
         _log.error("%s", stats.error)
         return EXIT_FAILED
     if stats.unconfirmed:
-        _log.error("%d record(s) were not confirmed by the broker before the timeout",
+        _log.error("%d message(s) were not confirmed by the broker before the timeout",
                    stats.unconfirmed)  # fmt: skip
         return EXIT_FAILED
     return EXIT_SIGINT if stop.signal == "SIGINT" else EXIT_OK
@@ -208,6 +218,14 @@ def _configure_logging(verbose: bool) -> None:
     "and more cautiously (docs/producer.md), to test rules beyond the ranges they were made for.",
 )
 @click.option(
+    "--amount-scale",
+    type=click.FloatRange(0.01, 100.0),
+    default=1.0,
+    show_default=True,
+    help="Multiply every amount (genuine spend, fraud stories, card tests, ATM cash) by this: "
+    "a population whose amounts are N times larger or smaller, for robustness checks.",
+)
+@click.option(
     "--labels-out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write ground truth (fraudulent and malformed records) as JSON lines.",
@@ -217,6 +235,50 @@ def _configure_logging(verbose: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write every record sent as JSON lines (for backtests).",
 )
+@click.option(
+    "--chargebacks-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write chargebacks (label contract v1) as JSON lines ordered by reported_at, "
+    "including those reported after the end of the run.",
+)
+@click.option(
+    "--send-chargebacks",
+    is_flag=True,
+    help="Send chargebacks to --labels-topic when the event-time clock reaches their "
+    "reported_at (those due after the end of the run are not sent).",
+)
+@click.option(
+    "--labels-topic",
+    help="Where --send-chargebacks sends (implies it). Default: LABELS_TOPIC.",
+)
+@click.option(
+    "--chargeback-delay-days",
+    default="5,30",
+    show_default=True,
+    help="MEDIAN,P95 of the log-normal delay from a transaction to its chargeback, in days "
+    f"(at most {MAX_DELAY_DAYS:g}).",
+)
+@click.option(
+    "--chargeback-coverage",
+    type=click.FloatRange(0, 1),
+    default=0.85,
+    show_default=True,
+    help="Share of fraud victims (card and story) who dispute; the rest is never reported.",
+)
+@click.option(
+    "--false-dispute-rate",
+    type=click.FloatRange(0, 0.1),
+    default=0.0005,
+    show_default=True,
+    help="Share of genuine transactions disputed as fraud all the same.",
+)
+@click.option(
+    "--false-dispute-reversal",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Share of false disputes later reversed by a 'genuine' label.",
+)
 @click.option("--topic", help="Default: TRANSACTIONS_TOPIC.")
 @click.option("--bootstrap-servers", help="Default: KAFKA_BOOTSTRAP_SERVERS.")
 @click.option(
@@ -224,7 +286,7 @@ def _configure_logging(verbose: bool) -> None:
     "--dry-run",
     "no_kafka",
     is_flag=True,
-    help="Do not connect to Kafka: only write --out / --labels-out.",
+    help="Do not connect to Kafka: only write --out / --labels-out / --chargebacks-out.",
 )
 @click.option(
     "--log-interval",
@@ -247,14 +309,26 @@ def generate(
     clock: str,
     story_speedup: float | None,
     scenario_profile: str,
+    amount_scale: float,
     labels_out: Path | None,
     out: Path | None,
+    chargebacks_out: Path | None,
+    send_chargebacks: bool,
+    labels_topic: str | None,
+    chargeback_delay_days: str,
+    chargeback_coverage: float,
+    false_dispute_rate: float,
+    false_dispute_reversal: float,
     topic: str | None,
     bootstrap_servers: str | None,
     no_kafka: bool,
     log_interval: float,
 ) -> None:
-    """Generate card traffic with labelled fraud stories (and malformed records)."""  # fmt: skip
+    """Generate card traffic with labelled fraud stories (and malformed records).
+
+    With --chargebacks-out or --send-chargebacks, the fraud's delayed and incomplete truth
+    follows as chargebacks (label contract v1); the transactions stay exactly the same.
+    """
     from producer.population import build_population
     from producer.traffic import TrafficConfig, TrafficSimulator
 
@@ -278,9 +352,19 @@ def generate(
             bad_ratio=bad_ratio,
             story_speedup=story_speedup or (WALL_STORY_SPEEDUP if clock == "wall" else 1.0),
             scenario_profile=scenario_profile,
+            amount_scale=amount_scale,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
+    chargebacks = _chargeback_plan(
+        seed=seed,
+        out=chargebacks_out,
+        topic=labels_topic or (settings.labels_topic if send_chargebacks else None),
+        delay_days=chargeback_delay_days,
+        coverage=chargeback_coverage,
+        false_dispute_rate=false_dispute_rate,
+        reversal_share=false_dispute_reversal,
+    )
 
     t = time.monotonic()
     population = build_population(seed, cards, merchants)
@@ -321,8 +405,75 @@ def generate(
         out=out,
         labels_out=labels_out,
         log_interval=log_interval,
+        chargebacks=chargebacks,
     )
     sys.exit(code)
+
+
+_CHARGEBACK_OPTIONS = (
+    "chargeback_delay_days",
+    "chargeback_coverage",
+    "false_dispute_rate",
+    "false_dispute_reversal",
+)
+
+
+def _chargeback_plan(
+    *,
+    seed: int,
+    out: Path | None,
+    topic: str | None,
+    delay_days: str,
+    coverage: float,
+    false_dispute_rate: float,
+    reversal_share: float,
+) -> ChargebackPlan | None:
+    """The chargebacks asked for, or None; tuning them without an output is a usage error."""
+    from producer.chargebacks import ChargebackConfig
+
+    if out is None and topic is None:
+        ctx = click.get_current_context()
+        tuned = [
+            "--" + name.replace("_", "-")
+            for name in _CHARGEBACK_OPTIONS
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        ]
+        if tuned:
+            raise click.UsageError(
+                f"{', '.join(tuned)} take effect only with --chargebacks-out or --send-chargebacks"
+            )
+        return None
+    median, p95 = parse_delay_days(delay_days)
+    try:
+        config = ChargebackConfig(
+            seed=seed,
+            delay_median_days=median,
+            delay_p95_days=p95,
+            coverage=coverage,
+            false_dispute_rate=false_dispute_rate,
+            reversal_share=reversal_share,
+        )
+    except ValueError as exc:  # the other options are range-checked by click
+        raise click.BadParameter(str(exc), param_hint="--chargeback-delay-days") from None
+    _log.info(
+        "chargebacks: %.0f%% of fraud victims dispute, after a log-normal delay (median %g d, "
+        "p95 %g d, at most %g d); %g%% of genuine transactions are disputed too (%.0f%% of "
+        "those reversed)",
+        100 * coverage, median, p95, MAX_DELAY_DAYS, 100 * false_dispute_rate,
+        100 * reversal_share,
+    )  # fmt: skip
+    return ChargebackPlan(config, out, topic)
+
+
+def parse_delay_days(text: str) -> tuple[float, float]:
+    """``MEDIAN,P95`` in days, e.g. ``5,30`` (``ChargebackConfig`` checks that they fit)."""
+    try:
+        median, p95 = (float(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not MEDIAN,P95 in days, e.g. 5,30", param_hint="--chargeback-delay-days"
+        ) from None
+    return median, p95
 
 
 def _iso(ms: int) -> str:
@@ -365,6 +516,15 @@ def _human_s(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChargebackPlan:
+    """Where ``generate``'s chargebacks go: a file, a topic (``None``: not sent), or both."""
+
+    config: ChargebackConfig
+    out: Path | None
+    topic: str | None
+
+
 def _send(
     records: Iterator[Record],
     *,
@@ -377,8 +537,12 @@ def _send(
     out: Path | None,
     labels_out: Path | None,
     log_interval: float,
+    chargebacks: ChargebackPlan | None = None,
+    scenarios: bool = True,
 ) -> int:
-    """Open the files and the sink, run the loop, report; the process exit code."""
+    """Open the files and the sinks, run the loop, report; the process exit code."""
+    from producer.chargebacks import ChargebackStream
+
     stop = StopRequest()
     destination = "nowhere (--no-kafka)" if no_kafka else f"{topic}"
     with ExitStack() as files:
@@ -388,8 +552,24 @@ def _send(
             out_stream = files.enter_context(out.open("wb", buffering=1 << 20))
         if labels_out is not None:
             labels = LabelWriter(files.enter_context(labels_out.open("wb", buffering=1 << 16)))
+        stream: ChargebackStream | None = None
+        if chargebacks is not None:
+            chargebacks_file = None
+            if chargebacks.out is not None:
+                chargebacks_file = files.enter_context(
+                    chargebacks.out.open("wb", buffering=1 << 16)
+                )
+            stream = ChargebackStream(
+                chargebacks.config, emit=chargebacks.topic is not None, out=chargebacks_file
+            )
+            records = stream.interleave(records)
         try:
             sink = _open_sink(no_kafka, settings, topic, labels)
+            files.callback(sink.close)
+            chargeback_sink = None
+            if chargebacks is not None and chargebacks.topic is not None:
+                chargeback_sink = _open_sink(no_kafka, settings, chargebacks.topic, None)
+                files.callback(chargeback_sink.close)
         except ProducerError as exc:
             _log.error("%s", exc)
             return exc.exit_code
@@ -404,57 +584,123 @@ def _send(
                 out=out_stream,
                 stop=stop,
                 end_of_input=end_of_input,
+                chargeback_sink=chargeback_sink,
             )
         except KeyboardInterrupt:
             _log.error("interrupted twice: stopped without waiting for the broker")
             return EXIT_SIGINT
         finally:
             stop.restore()
-            sink.close()
+        if stream is not None and chargebacks is not None:
+            _report_chargebacks(stream.finish(stats.sent), stats, chargebacks, no_kafka)
     if labels is not None:
         _log.info("labels: %s (%s lines)", labels_out, f"{labels.lines:,}")
     if out is not None:
         _log.info("records: %s", out)
-    return _finish(stats, destination, stop)
+    return _finish(stats, destination, stop, scenarios)
+
+
+def _report_chargebacks(
+    counts: ChargebackCounts, stats: RunStats, plan: ChargebackPlan, no_kafka: bool
+) -> None:
+    share = counts.fraud_reported / counts.fraud_seen if counts.fraud_seen else 0.0
+    _log.info(
+        "chargebacks: %s for %s fraudulent transactions (%.0f%%), %s false disputes "
+        "(%s reversed)",
+        f"{counts.fraud_reported:,}", f"{counts.fraud_seen:,}", 100 * share,
+        f"{counts.false_disputes:,}", f"{counts.reversals:,}",
+    )  # fmt: skip
+    if plan.topic is not None:
+        where = "nowhere (--no-kafka)" if no_kafka else plan.topic
+        _log.info(
+            "chargebacks: sent %s to %s (delivered %s, failed %s); %s reported after the end "
+            "of the run were not sent",
+            f"{stats.chargebacks:,}", where, f"{stats.chargebacks_delivered:,}",
+            stats.chargebacks_failed, f"{counts.after_end:,}",
+        )  # fmt: skip
+    if plan.out is not None:
+        _log.info("chargebacks: %s (%s lines)", plan.out, f"{counts.written:,}")
+
+
+def _replay_options(topic_help: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """The options ``replay`` and ``labels`` share (they differ in what the file holds)."""
+    options = [
+        click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path)),
+        click.option(
+            "--speed",
+            default="max",
+            show_default=True,
+            help="'max' (as fast as possible), 1 (real time) or N (N times faster).",
+        ),
+        click.option(
+            "--sort", is_flag=True, help="Order by event time first (stable; reads it all)."
+        ),
+        click.option(
+            "--shift-to-now",
+            is_flag=True,
+            help="Rebase timestamps so that the first event happens now.",
+        ),
+        click.option(
+            "--skip-invalid",
+            is_flag=True,
+            help="Send the valid lines and list the others "
+            "(default: send nothing if any line is invalid).",
+        ),
+        click.option("--raw", is_flag=True, help="Send every line's bytes as they are, unchecked."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["auto", "jsonl", "csv"]),
+            default="auto",
+            show_default=True,
+            help="auto: CSV for *.csv, JSON lines otherwise.",
+        ),
+        click.option("--topic", help=topic_help),
+        click.option("--bootstrap-servers", help="Default: KAFKA_BOOTSTRAP_SERVERS."),
+        click.option(
+            "--no-kafka",
+            "--dry-run",
+            "no_kafka",
+            is_flag=True,
+            help="Only check the file (and pace it): nothing is sent.",
+        ),
+        click.option(
+            "--log-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True
+        ),
+    ]
+
+    def apply(command: Callable[..., None]) -> Callable[..., None]:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
 
 
 @main.command()
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--speed",
-    default="max",
-    show_default=True,
-    help="'max' (as fast as possible), 1 (real time) or N (N times faster).",
-)
-@click.option("--sort", is_flag=True, help="Order by event time first (stable; reads it all).")
-@click.option(
-    "--shift-to-now", is_flag=True, help="Rebase timestamps so that the first event happens now."
-)
-@click.option(
-    "--skip-invalid",
-    is_flag=True,
-    help="Send the valid lines and list the others (default: send nothing if any line is invalid).",
-)
-@click.option("--raw", is_flag=True, help="Send every line's bytes as they are, unchecked.")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["auto", "jsonl", "csv"]),
-    default="auto",
-    show_default=True,
-    help="auto: CSV for *.csv, JSON lines otherwise.",
-)
-@click.option("--topic", help="Default: TRANSACTIONS_TOPIC.")
-@click.option("--bootstrap-servers", help="Default: KAFKA_BOOTSTRAP_SERVERS.")
-@click.option(
-    "--no-kafka",
-    "--dry-run",
-    "no_kafka",
-    is_flag=True,
-    help="Only check the file (and pace it): nothing is sent.",
-)
-@click.option("--log-interval", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
-def replay(
+@_replay_options(topic_help="Default: TRANSACTIONS_TOPIC.")
+def replay(**options: Any) -> None:
+    """Send a file of v1 transactions (JSON lines, or CSV with a header) in file order."""
+    from producer.replay import TRANSACTIONS
+
+    _replay_file(TRANSACTIONS, **options)
+
+
+@main.command()
+@_replay_options(topic_help="Default: LABELS_TOPIC.")
+def labels(**options: Any) -> None:
+    """Send a file of v1 fraud labels (JSON lines, or CSV with a header) in file order.
+
+    Key: the transaction id. Event time (for --sort, --speed): reported_at.
+    """
+    from producer.replay import LABELS
+
+    _replay_file(LABELS, **options)
+
+
+def _replay_file(
+    kind: MessageKind[Any],
+    *,
     file: Path,
     speed: str,
     sort: bool,
@@ -467,8 +713,8 @@ def replay(
     no_kafka: bool,
     log_interval: float,
 ) -> None:
-    """Send a file of v1 transactions (JSON lines, or CSV with a header) in file order."""
-    from producer.replay import ReplayFileInvalid, ReplayOptions, ReplaySource
+    """Check (unless raw or skipping), then send ``file``; exits with the run's code."""
+    from producer.replay import LABELS, ReplayFileInvalid, ReplayOptions, ReplaySource
 
     speed_value = parse_speed(speed, "--speed")
     try:
@@ -479,15 +725,16 @@ def replay(
             shift_to_now=shift_to_now,
             skip_invalid=skip_invalid,
             raw=raw,
+            kind=kind,
         )
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     source = ReplaySource(options)
-    settings, topic_name = _settings(bootstrap_servers, topic)
+    settings, topic_name = _settings(bootstrap_servers, topic, labels=kind is LABELS)
     try:
         if not raw and not skip_invalid:
             valid = source.validate()
-            _log.info("%s: %s valid transactions", file, f"{valid:,}")
+            _log.info("%s: %s valid %s", file, f"{valid:,}", kind.name)
         code = _send(
             source.records(),
             no_kafka=no_kafka,
@@ -498,6 +745,7 @@ def replay(
             out=None,
             labels_out=None,
             log_interval=log_interval,
+            scenarios=False,
         )
     except ReplayFileInvalid as exc:
         _log.error("%s", exc)

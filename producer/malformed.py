@@ -72,7 +72,7 @@ def _nan_amount(rng: random.Random, txn: dict[str, Any]) -> bytes:
 
 
 def _negative_amount(rng: random.Random, txn: dict[str, Any]) -> bytes:
-    # Zero is a valid amount (an account verification): the smallest invalid one is below it.
+    # Zero is a valid amount (an account verification), so the edge case is one cent below it.
     amount = -0.01 if rng.random() < 0.2 else -float(txn["amount"])
     return orjson.dumps({**txn, "amount": amount})
 

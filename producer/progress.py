@@ -27,7 +27,10 @@ class RunStats:
     by_scenario: Counter[str] = field(default_factory=Counter)
     delivered: int = 0
     failed: int = 0
-    unconfirmed: int = 0
+    unconfirmed: int = 0  # records and chargebacks the broker did not confirm in time
+    chargebacks: int = 0  # chargebacks sent (not counted in ``sent``)
+    chargebacks_delivered: int = 0
+    chargebacks_failed: int = 0
     first_ts_ms: int | None = None
     last_ts_ms: int | None = None
     elapsed_s: float = 0.0
@@ -153,18 +156,22 @@ class RichReporter:
         self._progress.stop()
 
 
-def summary_lines(stats: RunStats, destination: str) -> list[str]:
-    """The final report: what was sent where, delivered, failed, and by scenario."""
+def summary_lines(stats: RunStats, destination: str, *, scenarios: bool = True) -> list[str]:
+    """The final report: what was sent where, delivered, failed, and by scenario.
+
+    ``scenarios`` False leaves out the scenario counts (a replayed file has no ground truth).
+    """
     lines = [
         f"stopped ({stats.stopped_by}): sent {stats.sent:,} records to {destination} in "
         f"{stats.elapsed_s:.1f} s ({stats.rate:,.1f}/s)",
         f"delivered {stats.delivered:,}, failed {stats.failed:,}, "
         f"unconfirmed {stats.unconfirmed:,}",
     ]
-    parts = [f"genuine {stats.genuine:,}"] + [
-        f"{name} {n:,}" for name, n in sorted(stats.by_scenario.items())
-    ]
-    lines.append("by scenario: " + ", ".join(parts))
+    if scenarios:
+        parts = [f"genuine {stats.genuine:,}"] + [
+            f"{name} {n:,}" for name, n in sorted(stats.by_scenario.items())
+        ]
+        lines.append("by scenario: " + ", ".join(parts))
     if stats.first_ts_ms is not None:
         lines.append(
             f"event time {event_time(stats.first_ts_ms)} .. {event_time(stats.last_ts_ms)}"

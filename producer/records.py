@@ -20,12 +20,17 @@ class Label(NamedTuple):
 
 
 class Record(NamedTuple):
-    """One Kafka message: event time (epoch ms), key, value and its label if not genuine."""
+    """One Kafka message: event time (epoch ms), key, value and its label if not genuine.
+
+    ``chargeback`` marks a ``fraud-labels`` message interleaved with the transactions (its
+    time is its ``reported_at``); such a record never carries a ground-truth ``label``.
+    """
 
     ts_ms: int
     key: bytes | None
     value: bytes
     label: Label | None
+    chargeback: bool = False
 
 
 @dataclass(frozen=True, slots=True)

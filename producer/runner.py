@@ -1,7 +1,10 @@
-"""The send loop shared by ``generate`` and ``replay``: pacing, limits, stopping, feedback.
+"""The send loop shared by ``generate``, ``replay`` and ``labels``: pacing, limits, stopping.
 
 Pacing uses an absolute schedule (record ``n`` is due at ``start + due(n)``), so sleeping
 late never accumulates into drift: at a fixed rate the achieved rate converges on the target.
+Chargebacks interleaved with generated transactions (``Record.chargeback``) go to a sink of
+their own; they are paced with the transaction that follows them and are not counted as
+records, so ``--count``, ``--rate`` and the progress figures mean transactions.
 """
 
 from __future__ import annotations
@@ -131,6 +134,13 @@ class LabelWriter:
         self.lines += 1
 
 
+def _copy_delivery(stats: RunStats, sink: Sink, chargeback_sink: Sink | None) -> None:
+    stats.delivered, stats.failed = sink.delivered, sink.failed
+    if chargeback_sink is not None:
+        stats.chargebacks_delivered = chargeback_sink.delivered
+        stats.chargebacks_failed = chargeback_sink.failed
+
+
 def run(
     records: Iterator[Record],
     sink: Sink,
@@ -142,12 +152,17 @@ def run(
     stop: StopRequest | None = None,
     flush_timeout_s: float = 15.0,
     end_of_input: str = "end of input",
+    chargeback_sink: Sink | None = None,
 ) -> RunStats:
     """Send records until a limit, the end of the input or a stop request; flush; count.
 
     A delivery failure stops the run too: ``stats.error`` then says what failed.
+
+    Raises:
+        ValueError: a chargeback record arrives and there is no ``chargeback_sink``.
     """
     stats = RunStats()
+    sinks = [sink] if chargeback_sink is None else [sink, chargeback_sink]
     stop = stop if stop is not None else StopRequest()
     count = limits.count
     until = limits.until_ts_ms
@@ -173,8 +188,9 @@ def run(
         stats.sent = n
         stats.last_ts_ms = last_ts
         stats.elapsed_s = monotonic() - t0
-        sink.poll()
-        stats.delivered, stats.failed = sink.delivered, sink.failed
+        for each in sinks:
+            each.poll()
+        _copy_delivery(stats, sink, chargeback_sink)
         if reporter is not None:
             reporter.update(stats)
         if stop:
@@ -187,7 +203,7 @@ def run(
         if count is not None and count <= 0:
             stopped_by = "count"
             records = iter(())
-        for ts, key, value, label in records:
+        for ts, key, value, label, chargeback in records:
             if until is not None and ts >= until:
                 stopped_by = "days"
                 break
@@ -204,6 +220,12 @@ def run(
                 if reason:
                     stopped_by = reason
                     break
+            if chargeback:
+                if chargeback_sink is None:
+                    raise ValueError("a chargeback record, but no sink for chargebacks")
+                chargeback_sink.send(key, value, None)
+                stats.chargebacks += 1
+                continue
             send(key, value, label)
             if write is not None:
                 write(value)
@@ -226,16 +248,17 @@ def run(
         stats.sent = n
         stats.last_ts_ms = last_ts
         stats.stopped_by = stopped_by
-        stats.unconfirmed = sink.flush(flush_timeout_s)
+        stats.unconfirmed = sum(each.flush(flush_timeout_s) for each in sinks)
     except DeliveryFailed as exc:
         stats.sent = n
         stats.last_ts_ms = last_ts
         stats.stopped_by = "delivery failed"
         stats.error = str(exc)
-        stats.unconfirmed = stats.sent - sink.delivered - sink.failed
+        attempted = stats.sent + stats.chargebacks
+        stats.unconfirmed = attempted - sum(each.delivered + each.failed for each in sinks)
     finally:
         stats.elapsed_s = monotonic() - t0
-        stats.delivered, stats.failed = sink.delivered, sink.failed
+        _copy_delivery(stats, sink, chargeback_sink)
         gc.set_threshold(*old_threshold)
         gc.unfreeze()
         if reporter is not None:

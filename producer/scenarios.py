@@ -15,7 +15,7 @@ import bisect
 import math
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 
 from fraudwatch.geo import haversine_km
@@ -25,6 +25,8 @@ from producer.records import CardState, Planned
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
+# The contract's upper bound on an amount (fraudwatch/contract.py, Transaction.amount).
+MAX_AMOUNT = 1_000_000_000.0
 
 Range = tuple[float, float]
 IntRange = tuple[int, int]
@@ -43,6 +45,9 @@ class CardTestingParams:
 
     tests: IntRange = (3, 15)
     test_amount_eur: Range = (0.5, 2.0)
+    # Share of stories that open with a 0.00 account verification instead of a tiny charge
+    # (a card tester's cheapest check; drawn from StoryKit.extra_rng).
+    zero_auth_share: float = 0.3
     test_gap_s: Range = (3.0, 60.0)
     pause_min: Range = (5.0, 360.0)
     cashouts: IntRange = (1, 3)
@@ -241,9 +246,15 @@ class StoryKit:
         states: list[CardState],
         speedup: float = 1.0,
         profile: ScenarioProfile = DEFAULT_PROFILE,
+        amount_scale: float = 1.0,
+        extra_rng: random.Random | None = None,
     ) -> None:
         self.rng = rng
+        # Draws for behaviour added after ``rng``'s sequence was fixed (zero-amount card
+        # tests): taking them from ``rng`` would change every later record of an existing seed.
+        self.extra_rng = extra_rng if extra_rng is not None else random.Random("fraudwatch-extra")  # noqa: S311
         self.profile = profile  # the parameter ranges stories draw from
+        self.amount_scale = amount_scale  # --amount-scale: every amount, genuine or not
         self.population = population
         self.states = states
         self.speedup = speedup  # the simulator compresses story times by this; so does own()
@@ -339,13 +350,20 @@ class StoryKit:
 
     # --- amounts ------------------------------------------------------------------------
     def price(self, merchant: Merchant, eur: float) -> float:
-        """``eur`` in the merchant's currency, rounded as a card amount (ATM: whole notes)."""
-        local = eur * merchant.eur_rate
-        if merchant.category == "ATM cash":
+        """``eur`` times ``--amount-scale`` in the merchant's currency, as a card amount.
+
+        Rounded to the currency's minor unit (ATM: whole notes), at least one unit and at most
+        the contract's limit. Genuine and story amounts all come through here.
+        """
+        local = eur * merchant.eur_rate * self.amount_scale
+        if merchant.mcc == "6011":
             unit = cash_unit(merchant.currency)
-            return float(max(unit, round(local / unit) * unit))
-        step = 10.0**-merchant.decimals
-        return max(step, round(local, merchant.decimals))
+            amount = float(max(unit, round(local / unit) * unit))
+        else:
+            amount = round(local, merchant.decimals)
+            if amount <= 0:
+                amount = 10.0**-merchant.decimals
+        return amount if amount <= MAX_AMOUNT else MAX_AMOUNT
 
     def usual_eur(self, card: Card, merchant: Merchant) -> float:
         """An amount this card typically spends at this kind of merchant."""
@@ -432,6 +450,10 @@ def plan_card_testing(kit: StoryKit, now: int, story_id: str) -> list[Planned_] 
     for _ in range(kit.randint(p.tests)):
         plan.append((t, _fraud(kit, card, tester, kit.uniform(p.test_amount_eur), story, origin)))
         t += int(kit.uniform(p.test_gap_s) * 1000)
+    if kit.extra_rng.random() < p.zero_auth_share:
+        # The first check is an account verification: an authorization for 0.00.
+        first_at, first = plan[0]
+        plan[0] = (first_at, replace(first, amount=0.0))
     t += int(kit.uniform(p.pause_min) * MINUTE_MS)
     for _ in range(kit.randint(p.cashouts)):
         shop = kit.web_shop(_CASHOUT_ONLINE)

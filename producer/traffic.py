@@ -40,7 +40,7 @@ import orjson
 
 from fraudwatch.geo import haversine_km
 from producer import malformed
-from producer.geo import CITIES, cash_unit
+from producer.geo import CITIES
 from producer.population import Card, Population
 from producer.records import MALFORMED, CardState, Label, Planned, Record
 from producer.scenarios import PROFILES, SCENARIOS, StoryKit, expected_fraud_per_story
@@ -74,8 +74,11 @@ class TrafficConfig:
     bad_ratio: float = 0.0
     story_speedup: float = 1.0  # fraud stories unfold this many times faster than real time
     scenario_profile: str = "default"  # which parameter ranges stories draw from (PROFILES)
+    amount_scale: float = 1.0  # multiplies every amount, genuine and fraudulent
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.amount_scale < math.inf:
+            raise ValueError("--amount-scale must be a positive number")
         if self.scenario_profile not in PROFILES:
             raise ValueError(
                 f"unknown scenario profile {self.scenario_profile!r}; "
@@ -171,7 +174,16 @@ class TrafficSimulator:
         self.id_prefix = f"tx-{rng.getrandbits(32):08x}-"
         self.states = [CardState() for _ in population.cards]
         profile = PROFILES[config.scenario_profile]
-        self.kit = StoryKit(rng, population, self.states, config.story_speedup, profile)
+        self.kit = StoryKit(
+            rng,
+            population,
+            self.states,
+            config.story_speedup,
+            profile,
+            amount_scale=config.amount_scale,
+            extra_rng=random.Random(f"fraudwatch-extra-{config.seed}"),  # noqa: S311
+        )
+        self._price = self.kit.price
         self.format_ts = TimestampFormatter()
         cards = population.cards
         self._hour_rate = [  # genuine transactions per hour of the whole population
@@ -335,13 +347,7 @@ class TrafficSimulator:
             * merchant.amount_scale
             * math.exp(card.amount_sigma * _NORMAL[int(random_() * _NORMAL_N)])
         )
-        if merchant.mcc == "6011":
-            unit = cash_unit(merchant.currency)
-            amount = float(max(unit, round(eur * merchant.eur_rate / unit) * unit))
-        else:
-            amount = round(eur * merchant.eur_rate, merchant.decimals)
-            if amount <= 0:
-                amount = 10.0**-merchant.decimals
+        amount = self._price(merchant, eur)
         self._seq += 1
         value = orjson.dumps(
             {

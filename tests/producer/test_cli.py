@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -9,9 +10,9 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
-from fraudwatch.contract import parse_transaction
+from fraudwatch.contract import parse_label, parse_transaction
 from producer.cli import main, parse_duration, parse_speed, parse_start
-from tests.factories import make_txn
+from tests.factories import make_pan, make_txn
 
 START = "2026-11-25T00:00:00Z"
 START_MS = 1_795_564_800_000
@@ -91,6 +92,11 @@ def test_count_zero_sends_nothing(tmp_path: Path) -> None:
         (["--clock", "wall", "--rate", "max"], "--clock wall needs a numeric --rate"),
         (["--fraud-ratio", "0.5", "--bad-ratio", "0.45"], "leave genuine traffic"),
         (["--cards", "3"], "--cards"),
+        (["--amount-scale", "0"], "--amount-scale"),
+        (["--chargeback-coverage", "0.5"], "--chargeback-coverage take effect only with"),
+        (["--chargebacks-out", "x", "--chargeback-delay-days", "5"], "is not MEDIAN,P95"),
+        (["--chargebacks-out", "x", "--chargeback-delay-days", "9,3"], "0 < median < p95"),
+        (["--send-chargebacks", "--chargeback-delay-days", "5,200"], "<= 120 days"),
     ],
 )
 def test_bad_options_are_refused_with_a_message_and_exit_code_2(
@@ -198,3 +204,97 @@ def test_scenario_profile_choices_are_the_producers_profiles(tmp_path: Path) -> 
     result = _generate(tmp_path, "x", "--count", "10", "--scenario-profile", "easy")
     assert result.exit_code == 2
     assert "'easy' is not one of 'default', 'shifted'" in result.output
+
+
+def test_chargebacks_leave_the_transactions_and_ground_truth_byte_identical(
+    tmp_path: Path,
+) -> None:
+    args = ("--count", "20000", "--fraud-ratio", "0.03", "--bad-ratio", "0.01")
+    plain = _generate(tmp_path, "plain", *args)
+    with_chargebacks = _generate(
+        tmp_path, "cb", *args, "--send-chargebacks", "--chargebacks-out",
+        str(tmp_path / "cb.chargebacks"), "--false-dispute-rate", "0.01",
+    )  # fmt: skip
+    assert plain.exit_code == with_chargebacks.exit_code == 0, with_chargebacks.output
+    assert (tmp_path / "plain.jsonl").read_bytes() == (tmp_path / "cb.jsonl").read_bytes()
+    assert (tmp_path / "plain.labels").read_bytes() == (tmp_path / "cb.labels").read_bytes()
+    assert "sent 20,000 records" in with_chargebacks.output
+    lines = (tmp_path / "cb.chargebacks").read_bytes().splitlines()
+    labels = [parse_label(line) for line in lines]
+    assert len(labels) > 300
+    assert [x.reported_at for x in labels] == sorted(x.reported_at for x in labels)
+    assert {x.label for x in labels} == {"fraud", "genuine"}
+    assert "reported after the end of the run were not sent" in with_chargebacks.output
+
+
+def test_the_same_seed_gives_byte_identical_chargebacks(tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        result = _generate(tmp_path, name, "--count", "10000", "--fraud-ratio", "0.03",
+                           "--chargebacks-out", str(tmp_path / f"{name}.chargebacks"))  # fmt: skip
+        assert result.exit_code == 0, result.output
+    first = (tmp_path / "a.chargebacks").read_bytes()
+    assert first == (tmp_path / "b.chargebacks").read_bytes()
+    assert first
+
+
+def test_amount_scale_makes_the_same_traffic_with_amounts_six_times_larger(
+    tmp_path: Path,
+) -> None:
+    args = ("--count", "5000", "--fraud-ratio", "0.03")
+    assert _generate(tmp_path, "one", *args).exit_code == 0
+    result = _generate(tmp_path, "six", *args, "--amount-scale", "6")
+    assert result.exit_code == 0, result.output
+    one = [orjson.loads(x) for x in (tmp_path / "one.jsonl").read_bytes().splitlines()]
+    six = [orjson.loads(x) for x in (tmp_path / "six.jsonl").read_bytes().splitlines()]
+    assert [t["transaction_id"] for t in one] == [t["transaction_id"] for t in six]
+    ratios = [b["amount"] / a["amount"] for a, b in zip(one, six, strict=True) if a["amount"]]
+    assert statistics.median(ratios) == pytest.approx(6.0, rel=0.02)
+
+
+def _label_line(i: int, **overrides: object) -> bytes:
+    label = {
+        "transaction_id": f"tx-{i}", "card_number": make_pan(i), "merchant_id": "m-1",
+        "timestamp": "2026-11-25T10:00:00Z", "amount": 12.5, "currency": "EUR",
+        "label": "fraud", "reported_at": f"2026-11-30T10:00:{i:02d}Z", "source": "chargeback",
+    }  # fmt: skip
+    label.update(overrides)
+    return orjson.dumps({k: v for k, v in label.items() if v is not None})
+
+
+def test_labels_refuses_an_invalid_file_with_line_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "chargebacks.jsonl"
+    lines = [
+        _label_line(1),
+        _label_line(2, label="maybe"),
+        _label_line(3, card_token="ab" * 16),  # a PAN and a token: which card?
+        _label_line(4, card_number="4111111111111112"),
+        b"{",
+    ]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    result = CliRunner().invoke(main, ["labels", "--no-kafka", str(path)])
+    assert result.exit_code == 1
+    assert "4 line(s) are not valid v1 fraud labels; nothing was sent" in result.output
+    assert "line 2: invalid_label: label" in result.output
+    assert "line 3: invalid_label: exactly one of card_number or card_token" in result.output
+    assert "line 4: luhn" in result.output
+    assert "line 5: invalid_json" in result.output
+
+
+def test_labels_skip_invalid_sends_the_rest_and_lists_what_it_skipped(tmp_path: Path) -> None:
+    path = tmp_path / "chargebacks.jsonl"
+    path.write_bytes(b"\n".join([_label_line(1), _label_line(2, amount=-1), _label_line(3)]))
+    result = CliRunner().invoke(main, ["labels", "--no-kafka", "--skip-invalid", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "sent 2 records" in result.output
+    assert "skipped 1 invalid line(s)" in result.output
+    assert "line 2: invalid_label: amount" in result.output
+    assert "by scenario" not in result.output  # a labels file has no scenarios
+
+
+def test_labels_paces_by_reported_at_when_asked(tmp_path: Path) -> None:
+    path = tmp_path / "chargebacks.jsonl"
+    path.write_bytes(b"\n".join(_label_line(i) for i in range(11)))  # 10 s of reported_at
+    started = time.monotonic()
+    result = CliRunner().invoke(main, ["labels", "--no-kafka", "--speed", "20", str(path)])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - started == pytest.approx(0.5, abs=0.25)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from click.testing import CliRunner
 from kafka.partitioner.default import murmur2
 
-from fraudwatch.contract import InvalidTransaction, parse_transaction
+from fraudwatch.contract import InvalidTransaction, parse_label, parse_transaction
 from fraudwatch.settings import KafkaSettings
 from producer.cli import main
 from producer.kafka_sink import KafkaSink
@@ -148,6 +149,63 @@ def test_replay_at_max_speed_round_trips_a_file_exactly(
     messages = consume(bootstrap, topic, expected=len(lines))
     assert [m[3] for m in messages] == lines
     assert [m[2] for m in messages] == [orjson.loads(x)["account_id"].encode() for x in lines]
+
+
+def test_labels_replay_sends_a_chargebacks_file_to_the_labels_topic_exactly(
+    tmp_path: Path, bootstrap: str, make_topic: Any, unique_name: str
+) -> None:
+    file = tmp_path / "chargebacks.jsonl"
+    made = _generate(tmp_path, bootstrap, "unused", "--no-kafka", "--count", "20000",
+                     "--fraud-ratio", "0.03", "--chargebacks-out", str(file))  # fmt: skip
+    assert made.exit_code == 0, made.output
+    topic = make_topic(unique_name, partitions=3)
+    result = CliRunner().invoke(
+        main, ["labels", str(file), "--bootstrap-servers", bootstrap, "--topic", topic]
+    )
+    assert result.exit_code == 0, result.output
+    lines = file.read_bytes().splitlines()
+    assert len(lines) > 200
+    messages = consume(bootstrap, topic, expected=len(lines))
+    assert sorted(m[3] for m in messages) == sorted(lines)
+    for partition, _, key, value in messages:
+        label = parse_label(value)
+        assert key == label.transaction_id.encode()
+        assert partition == (murmur2(key) & 0x7FFFFFFF) % 3
+    by_partition: dict[int, list[bytes]] = defaultdict(list)
+    for partition, _, _, value in messages:
+        by_partition[partition].append(value)
+    position = {line: i for i, line in enumerate(lines)}
+    for values in by_partition.values():  # file order (reported_at) within each partition
+        assert [position[v] for v in values] == sorted(position[v] for v in values)
+
+
+def test_generate_sends_each_chargeback_when_event_time_reaches_it(
+    tmp_path: Path, bootstrap: str, make_topic: Any, unique_name: str
+) -> None:
+    topic = make_topic(unique_name, partitions=3)
+    labels_topic = make_topic(unique_name + "-labels", partitions=3)
+    result = _generate(tmp_path, bootstrap, topic, "--days", "10", "--fraud-ratio", "0.03",
+                       "--chargebacks-out", str(tmp_path / "chargebacks.jsonl"),
+                       "--labels-topic", labels_topic)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    sent = (tmp_path / "sent.jsonl").read_bytes().splitlines()
+    end = max(parse_transaction(x).timestamp for x in sent if _event_time(x) is not None)
+    written = [parse_label(x) for x in (tmp_path / "chargebacks.jsonl").read_bytes().splitlines()]
+    due = [x for x in written if x.reported_at <= end]
+    assert 50 < len(due) < len(written)  # the rest is reported after the end: file only
+    messages = consume(bootstrap, labels_topic, expected=len(due))
+    assert sorted(m[3] for m in messages) == sorted(orjson.dumps(x.to_json_dict()) for x in due)
+    account_of = {}
+    for line in sent:
+        with contextlib.suppress(InvalidTransaction):
+            txn = parse_transaction(line)
+            account_of[txn.transaction_id] = txn.account_id.encode()
+    assert all(
+        key == account_of[parse_label(value).transaction_id] for _, _, key, value in messages
+    )
+    assert f"sent {len(due):,} to {labels_topic}" in result.output
+    transactions = consume(bootstrap, topic, expected=len(sent))
+    assert sorted(m[3] for m in transactions) == sorted(sent)  # no label among them
 
 
 def test_raw_replay_sends_malformed_lines_untouched(

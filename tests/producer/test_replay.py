@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 from pathlib import Path
 
 import orjson
 import pytest
 
-from fraudwatch.contract import parse_transaction
+from fraudwatch.contract import epoch_ms, parse_label, parse_transaction
 from producer.replay import (
     CONTRACT_FIELDS,
+    LABEL_FIELDS,
+    LABELS,
     InvalidLine,
     ReplayFileInvalid,
     ReplayOptions,
     ReplaySource,
     detect_format,
 )
-from tests.factories import make_txn
+from tests.factories import make_pan, make_txn
 
 T0 = 1_795_000_000_000
 
@@ -186,3 +189,76 @@ def test_a_byte_order_mark_on_the_first_line_is_ignored(tmp_path: Path) -> None:
     path = tmp_path / "bom.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + _line(1, "2026-11-25T10:00:00Z") + b"\r\n")
     assert ReplaySource(ReplayOptions(path)).validate() == 1
+
+
+def _label(i: int, reported_at: str, **overrides: object) -> dict[str, object]:
+    label: dict[str, object] = {
+        "transaction_id": f"tx-{i}", "card_number": make_pan(i), "merchant_id": "m-1",
+        "timestamp": "2026-11-25T10:00:00.000Z", "amount": 12.5, "currency": "EUR",
+        "label": "fraud", "reported_at": reported_at, "source": "chargeback",
+    }  # fmt: skip
+    label.update(overrides)
+    return label
+
+
+def test_labels_are_keyed_by_transaction_and_timed_by_when_they_were_reported(
+    tmp_path: Path,
+) -> None:
+    lines = [
+        orjson.dumps(_label(1, "2026-11-30T10:00:05.000Z")),
+        orjson.dumps(_label(2, "2026-11-30T10:00:01.000Z", label="genuine")),
+    ]
+    path = _write(tmp_path / "labels.jsonl", lines)
+    options = ReplayOptions(path, sort=True, kind=LABELS)
+    assert ReplaySource(options).validate() == 2
+    records = list(ReplaySource(options).records())
+    assert [r.value for r in records] == lines[::-1]  # sorted by reported_at, bytes kept
+    assert [r.key for r in records] == [b"tx-2", b"tx-1"]
+    assert records[0].ts_ms == epoch_ms(parse_label(lines[1]).reported_at)
+
+
+def test_label_csv_rows_leave_out_empty_optional_columns(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    rows = [
+        _label(1, "2026-11-30T10:00:00Z", card_number="", card_token="ab" * 16, source=""),
+        _label(2, "2026-11-30T10:00:01Z", card_token=""),
+    ]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["account_id", *LABEL_FIELDS])
+        writer.writeheader()
+        writer.writerows([{**row, "account_id": "acct-9"} for row in rows])
+    first, second = (
+        orjson.loads(r.value) for r in ReplaySource(ReplayOptions(path, kind=LABELS)).records()
+    )
+    assert list(first) == [f for f in LABEL_FIELDS if f not in ("card_number", "source")]
+    assert "card_token" not in second
+    assert first["amount"] == 12.5
+    parse_label(orjson.dumps(first))
+
+
+def test_label_csv_without_a_required_column_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_text("transaction_id,card_number,label\ntx-1,4111111111111111,fraud\n")
+    with pytest.raises(ReplayFileInvalid, match=r"missing column.*merchant_id") as err:
+        list(ReplaySource(ReplayOptions(path, kind=LABELS)).records())
+    assert "not valid v1 fraud labels" in str(err.value)
+
+
+def test_shifting_labels_moves_both_times_and_keeps_the_delay(tmp_path: Path) -> None:
+    path = _write(tmp_path / "labels.jsonl", [orjson.dumps(_label(1, "2026-11-30T10:00:00Z"))])
+    now = T0 + 30 * 86_400_000
+    options = ReplayOptions(path, shift_to_now=True, kind=LABELS)
+    (record,) = ReplaySource(options, now_ms=lambda: now).records()
+    label = parse_label(record.value)
+    assert record.ts_ms == epoch_ms(label.reported_at) == now
+    assert label.reported_at - label.timestamp == timedelta(days=5)
+
+
+def test_raw_labels_are_keyed_by_transaction_id_when_readable(tmp_path: Path) -> None:
+    valid = _label(1, "2026-11-30T10:00:00Z")
+    lines = [b"nope", orjson.dumps({**valid, "amount": "x"})]
+    options = ReplayOptions(_write(tmp_path / "l.jsonl", lines), raw=True, kind=LABELS)
+    records = list(ReplaySource(options).records())
+    assert [r.value for r in records] == lines
+    assert [r.key for r in records] == [None, b"tx-1"]
+    assert records[1].ts_ms == epoch_ms(parse_label(orjson.dumps(valid)).reported_at)

@@ -174,3 +174,47 @@ def test_duration_limit_stops_a_paced_run_on_time() -> None:
     stats = run(_stream(), NullSink(), limits=Limits(duration_s=0.3), pacer=RatePacer(1000.0))
     assert stats.stopped_by == "duration"
     assert stats.sent == pytest.approx(300, abs=40)
+
+
+def _with_chargebacks(records: Iterator[Record]) -> Iterator[Record]:
+    """Every third transaction is followed by a chargeback about it, a little later."""
+    for i, record in enumerate(records):
+        yield record
+        if i % 3 == 0:
+            yield Record(record.ts_ms + 1, b"a", b'{"chargeback":%d}' % i, None, chargeback=True)
+
+
+def test_chargebacks_go_to_their_own_sink_and_do_not_count_as_records() -> None:
+    sink, chargebacks = RecordingSink(), RecordingSink()
+    out = io.BytesIO()
+    stats = run(
+        _with_chargebacks(_stream()),
+        sink,
+        limits=Limits(count=30),
+        out=out,
+        chargeback_sink=chargebacks,
+    )
+    assert stats.sent == len(sink.sent) == 30
+    assert stats.chargebacks == stats.chargebacks_delivered == len(chargebacks.sent) == 10
+    assert all(value.startswith(b'{"n"') for _, value, _ in sink.sent)
+    assert all(value.startswith(b'{"chargeback"') for _, value, _ in chargebacks.sent)
+    assert b"chargeback" not in out.getvalue()  # --out holds transactions only
+    assert chargebacks.flushed
+
+
+def test_a_chargeback_without_a_chargeback_sink_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="no sink for chargebacks"):
+        run(_with_chargebacks(_stream()), RecordingSink(), limits=Limits(count=5))
+
+
+def test_a_failed_chargeback_delivery_stops_the_run() -> None:
+    chargebacks = RecordingSink(fail_after=2)
+    stats = run(
+        _with_chargebacks(_stream()),
+        RecordingSink(),
+        limits=Limits(count=5000),
+        chargeback_sink=chargebacks,
+    )
+    assert stats.stopped_by == "delivery failed"
+    assert stats.chargebacks_failed == 1
+    assert "broker gone" in (stats.error or "")

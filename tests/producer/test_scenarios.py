@@ -6,6 +6,7 @@ import itertools
 import random
 import statistics
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
@@ -20,10 +21,12 @@ from producer.scenarios import (
     CNP_FOREIGN,
     COMPROMISED_MERCHANT,
     IMPOSSIBLE_TRAVEL,
+    MAX_AMOUNT,
     PROFILES,
     SCENARIO_NAMES,
     SCENARIOS,
     SHIFTED_PROFILE,
+    CardTestingParams,
     ScenarioProfile,
     StoryKit,
     plan_account_takeover,
@@ -48,10 +51,11 @@ def _plans(
 ) -> list[Plan]:
     """``n`` stories, each on a fresh portfolio state (so every one finds a free card)."""
     rng = random.Random(seed)
+    extra_rng = random.Random(-seed)
     plans = []
     for i in range(n):
         states = [CardState() for _ in population.cards]
-        kit = StoryKit(rng, population, states, profile=profile)
+        kit = StoryKit(rng, population, states, profile=profile, extra_rng=extra_rng)
         plan = plan_fn(kit, START_MS + i * 3_600_000, f"story-{i}")
         assert plan, "a story on an idle portfolio always finds its card"
         plans.append(plan)
@@ -81,6 +85,41 @@ def test_card_testing_is_tiny_charges_at_one_merchant_then_big_purchases(
         assert all(_eur(p) >= CARD_TESTING.cashout_min_eur - 1 for _, p in big)
         assert big[0][0] - tiny[-1][0] >= CARD_TESTING.pause_min[0] * MIN
         assert len({p.card.account_id for _, p in plan}) == 1
+
+
+def test_some_card_testing_stories_open_with_a_zero_amount_account_verification(
+    population: Population,
+) -> None:
+    plans = _plans(population, plan_card_testing, n=300)
+    opened_with_zero = [plan for plan in plans if plan[0][1].amount == 0.0]
+    assert len(opened_with_zero) / len(plans) == pytest.approx(
+        CARD_TESTING.zero_auth_share, abs=0.08
+    )
+    assert all(p.amount > 0 for plan in plans for _, p in plan[1:])
+
+
+def test_the_zero_amount_share_does_not_change_what_else_a_story_draws(
+    population: Population,
+) -> None:
+    never = ScenarioProfile("never", card_testing=CardTestingParams(zero_auth_share=0.0))
+    always = ScenarioProfile("always", card_testing=CardTestingParams(zero_auth_share=1.0))
+    without = _plans(population, plan_card_testing, profile=never)
+    with_zero = _plans(population, plan_card_testing, profile=always)
+    assert [[(t, replace(p, amount=0.0)) for t, p in plan[:1]] + plan[1:] for plan in without] == (
+        with_zero
+    )
+
+
+def test_price_scales_rounds_and_stays_within_the_contract(population: Population) -> None:
+    merchants = population.merchants
+    shop = next(m for m in merchants if m.currency == "EUR" and m.mcc != "6011")
+    atm = next(m for m in merchants if m.currency == "EUR" and m.mcc == "6011")
+    kit = StoryKit(random.Random(1), population, [], amount_scale=6.0)
+    assert kit.price(shop, 10.0) == 60.0
+    assert kit.price(shop, 0.123) == 0.74
+    assert kit.price(shop, 0.0001) == 0.01  # never below one minor unit
+    assert kit.price(atm, 31.0) == 190.0  # whole notes
+    assert kit.price(shop, 1e12) == MAX_AMOUNT
 
 
 def test_account_takeover_is_a_fast_run_of_purchases_far_above_habit(

@@ -19,6 +19,7 @@ from fraudwatch.geo import haversine_km
 from producer.geo import CITIES, EUR_RATES
 from producer.population import Population
 from producer.records import MALFORMED, Record
+from producer.scenarios import SCENARIO_NAMES
 from producer.traffic import DAY_MS, TimestampFormatter, TrafficConfig, TrafficSimulator
 from tests.producer.conftest import START_MS
 
@@ -128,6 +129,43 @@ def test_amounts_are_right_skewed_like_log_normal_spend(make_records: Make) -> N
     assert mean > 1.3 * median
     assert min(eur) > 0
     assert sum(1 for a in eur if a > 20 * median) / len(eur) < 0.02
+
+
+@pytest.mark.parametrize("scale", [6.0, 1 / 6])
+def test_amount_scale_multiplies_genuine_and_fraudulent_amounts_alike(
+    make_records: Make, scale: float
+) -> None:
+    base = make_records(30_000, fraud_ratio=0.05)
+    scaled = make_records(30_000, fraud_ratio=0.05, amount_scale=scale)
+    ratios: dict[str, list[float]] = defaultdict(list)
+    for before, after in zip(base, scaled, strict=True):
+        txn, scaled_txn = orjson.loads(before.value), orjson.loads(after.value)
+        # The scale draws nothing at random: the same transactions, only the amounts differ.
+        assert {**scaled_txn, "amount": txn["amount"]} == txn
+        assert after.label == before.label
+        assert parse_transaction(after.value).amount == scaled_txn["amount"]
+        decimals = 0 if txn["currency"] in ("JPY", "KRW") else 2
+        assert round(scaled_txn["amount"], decimals) == scaled_txn["amount"]
+        if txn["amount"] > 0:
+            kind = before.label.scenario if before.label else "genuine"
+            ratios[kind].append(scaled_txn["amount"] / txn["amount"])
+    assert set(ratios) == {"genuine", *SCENARIO_NAMES}
+    assert statistics.median(ratios["genuine"]) == pytest.approx(scale, rel=0.02)
+    for kind, kind_ratios in ratios.items():  # card tests, ATM notes and cash-outs too
+        assert statistics.median(kind_ratios) == pytest.approx(scale, rel=0.1), kind
+
+
+def test_zero_amount_authorizations_are_card_tests_and_valid(make_records: Make) -> None:
+    records = make_records(60_000, fraud_ratio=0.05)
+    zero = [r for r in records if orjson.loads(r.value)["amount"] == 0]
+    assert zero
+    assert all(r.label is not None and r.label.scenario == "card_testing" for r in zero)
+    assert all(parse_transaction(r.value).amount == 0 for r in zero)
+
+
+def test_amount_scale_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="amount-scale"):
+        TrafficConfig(seed=1, start_ms=START_MS, amount_scale=0.0)
 
 
 def test_most_in_person_purchases_are_near_home_and_some_are_online(
