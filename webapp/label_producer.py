@@ -45,6 +45,7 @@ class LabelProducer:
             "linger.ms": 5,
             # librdkafka's connection errors go to our JSON log, not raw to stderr.
             "logger": logging.getLogger(KAFKA_LOGGER),
+            "error_cb": self._on_error,
         }
         self._client: Any = None
         self._pid = 0
@@ -61,6 +62,13 @@ class LabelProducer:
                     self._client = Producer(self._config)
                     self._pid = pid
         return self._client
+
+    def _on_error(self, err: Any) -> None:
+        """A fatal error (e.g. the idempotent producer's state is lost) leaves the client
+        unable to send anything again: drop it, and the next send builds a fresh one."""
+        if err.fatal():
+            logging.getLogger(KAFKA_LOGGER).error("fatal Kafka producer error: %s", err)
+            self._client = None
 
     def send(self, messages: Sequence[tuple[bytes, bytes]]) -> list[str | None]:
         """Send ``(key, value)`` pairs in order and wait for their acknowledgements.
@@ -83,6 +91,8 @@ class LabelProducer:
             def on_delivery(err: Any, _msg: Any) -> None:
                 errors[index] = None if err is None else str(err)
                 reported[index] = True
+                if err is not None:
+                    self._on_error(err)
 
             return on_delivery
 
