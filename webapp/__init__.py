@@ -2,7 +2,8 @@
 
 Development: ``flask --app webapp run``; production: ``gunicorn "webapp:create_app()"``.
 Nothing here touches the network or the environment at import time: ``create_app`` reads the
-settings and builds one lazily connecting ``MongoClient`` per process.
+settings and builds one lazily connecting ``MongoClient`` and one lazily connecting Kafka
+label producer per process.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from fraudwatch.cards import CardTokenizer
     from webapp import api, auth, console, ops
     from webapp.cli import register_commands, seed_dev_user
+    from webapp.label_producer import LabelProducer
+    from webapp.labels import LabelOutbox, LabelPublisher
     from webapp.metrics import WebMetrics
     from webapp.read_cache import ReadCache
     from webapp.services import EXTENSION_KEY, Services, utc_now
@@ -98,6 +101,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         clock=cache_clock,
         observer=metrics.read_cache_lookup,
     )
+    labels = None
+    if settings.webapp_publish_labels:
+        labels = LabelPublisher(
+            LabelOutbox(db),
+            LabelProducer(settings, settings.labels_topic, settings.webapp_label_timeout_s),
+            observer=metrics.label_delivery,
+        )
     app.extensions[EXTENSION_KEY] = Services(
         settings=settings,
         client=client,
@@ -118,6 +128,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         tokenizer=CardTokenizer(key),
         metrics=metrics,
         clock=clock,
+        labels=labels,
     )
 
     app.before_request(ops.start_timer)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 
 from webapp.auth import current_user, load_session_user
 from webapp.console import remember_own_write, stats_payload, validate_comment
+from webapp.dispositions import record_disposition
 from webapp.documents import STATUSES
 from webapp.queries import (
     LIST_PARAMS,
@@ -145,13 +146,13 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
     if not is_alert_id(alert_id):
         abort(404, description="There is no alert with this id.")
     try:
-        entry = svc.alerts.change_status(
+        done = record_disposition(
+            svc,
             alert_id,
             seen=req.from_status,
             to=req.to,
             user=user.name,
             comment=comment,
-            now=svc.now(),
             seen_version=req.version,
         )
     except TransitionNotAllowed as exc:
@@ -167,7 +168,12 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
     remember_own_write(svc)
     svc.metrics.dispositions.labels(req.to, "ok").inc()
     alert = svc.alerts.get(alert_id)
-    return jsonify(alert=alert.to_api(detail=True) if alert else None, disposition=entry.to_api())
+    return jsonify(
+        alert=alert.to_api(detail=True) if alert else None,
+        disposition=done.entry.to_api(),
+        label=done.label.to_api() if done.label else None,
+        message=done.message,
+    )
 
 
 @bp.get("/stats")

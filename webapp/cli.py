@@ -1,9 +1,10 @@
-"""``flask --app webapp ...`` commands: users, API tokens and demo data.
+"""``flask --app webapp ...`` commands: users, API tokens, the label outbox and demo data.
 
 flask --app webapp create-user alice --role analyst        # prompts for the password
 echo "$PW" | flask --app webapp create-user bot --role viewer --password-stdin
 flask --app webapp create-token alice --name "case tool"   # prints the token once
 flask --app webapp revoke-token 3f2a9c0e1b7d4a55
+flask --app webapp publish-labels                          # send labels left by a Kafka outage
 """
 
 from __future__ import annotations
@@ -154,6 +155,48 @@ def seed_demo_command(count: int, minutes: int) -> None:
     click.echo(f"{written} demo alerts written to {svc.settings.mongodb_database}")
 
 
+@click.command("publish-labels")
+@with_appcontext
+@click.option(
+    "--batch", default=500, show_default=True, help="Labels sent per round (oldest first)."
+)
+def publish_labels_command(batch: int) -> None:
+    """Send the fraud labels waiting in the outbox (dispositions made while Kafka was down).
+
+    Exits non-zero while some cannot be sent; run it again when Kafka is back. Sending a
+    label twice is harmless (the detector dedupes), so this is safe next to a running console.
+    """
+    svc = _services()
+    if svc.labels is None:
+        raise click.ClickException(
+            "WEBAPP_PUBLISH_LABELS is off: the console publishes no labels. Set it to 1 to "
+            "send the outbox."
+        )
+    try:
+        svc.ensure_indexes()
+        totals = {"sent": 0, "dropped": 0}
+        while True:
+            delivery = svc.labels.deliver(svc.now(), limit=batch)
+            totals["sent"] += len(delivery.sent)
+            totals["dropped"] += len(delivery.dropped)
+            # Stop when a round makes no progress: the rest failed or waits for a request.
+            if delivery.failed or not (delivery.sent or delivery.dropped):
+                break
+        left = svc.labels.outbox.count()
+    except PyMongoError as exc:
+        raise _unreachable(svc, exc) from exc
+    click.echo(
+        f"{totals['sent']} labels sent to {svc.labels.topic}; {totals['dropped']} dropped "
+        f"(their disposition never happened); {left} left in the outbox"
+    )
+    if delivery.failed:
+        raise click.ClickException(
+            f"{len(delivery.failed)} labels were not acknowledged by Kafka at "
+            f"{svc.labels.producer.bootstrap} ({delivery.error}). They stay in the outbox: is "
+            "Kafka up and LABELS_TOPIC created? Run this again when it is."
+        )
+
+
 def register_commands(app: Flask) -> None:
     for command in (
         create_user_command,
@@ -164,5 +207,6 @@ def register_commands(app: Flask) -> None:
         revoke_token_command,
         list_tokens_command,
         seed_demo_command,
+        publish_labels_command,
     ):
         app.cli.add_command(command)

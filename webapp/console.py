@@ -25,11 +25,8 @@ from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
 from webapp.auth import SESSION_USER, analyst_required, current_user
 from webapp.dashboard import build_stats, minute_floor
-from webapp.documents import (
-    STATUS_LABELS,
-    AlertView,
-    travel_hops,
-)
+from webapp.dispositions import record_disposition
+from webapp.documents import AlertView, travel_hops
 from webapp.geo import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
@@ -241,14 +238,15 @@ def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
     if user is None:
         abort(403)
     try:
-        svc.alerts.change_status(
+        done = record_disposition(
+            svc,
             alert.alert_id,
             seen=seen,
             to=to,
             user=user.name,
             comment=comment,
-            now=svc.now(),
             seen_version=version,
+            alert=alert,
         )
     except DispositionConflict as exc:
         remember_own_write(svc)
@@ -262,7 +260,8 @@ def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
         abort(404, description="There is no alert with this id.")
     remember_own_write(svc)
     svc.metrics.dispositions.labels(to, "ok").inc()
-    flash(f"Status changed to {STATUS_LABELS.get(to, to)}.", "success")
+    # A label that could not be sent is news the analyst should see, not a success banner.
+    flash(done.message, "warning" if done.label and done.label.delivery != "sent" else "success")
     return redirect(url_for("console.alert_detail", alert_id=alert.alert_id), 303)
 
 

@@ -289,6 +289,7 @@ class DispositionView:
     from_status: str
     to_status: str
     comment: str
+    label: str | None = None  # the fraud label this verdict published ("fraud", "genuine")
 
     @classmethod
     def from_doc(cls, doc: Doc) -> DispositionView:
@@ -298,6 +299,7 @@ class DispositionView:
             from_status=_str(doc, "from"),
             to_status=_str(doc, "to"),
             comment=_str(doc, "comment"),
+            label=_str(doc, "label") or None,
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -307,6 +309,7 @@ class DispositionView:
             "from": self.from_status,
             "to": self.to_status,
             "comment": self.comment,
+            "label": self.label,
         }
 
 

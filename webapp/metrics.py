@@ -1,4 +1,5 @@
-"""Prometheus metrics for ``/metrics``: request counts and latency, logins, dispositions.
+"""Prometheus metrics for ``/metrics``: request counts and latency, logins, dispositions and
+the fraud labels they publish.
 
 Labels are route templates and status codes only, never alert data, users or card values.
 Each application gets its own registry; with ``PROMETHEUS_MULTIPROC_DIR`` set (gunicorn with
@@ -63,6 +64,19 @@ class WebMetrics:
             ["to", "result"],
             registry=self.registry,
         )
+
+        self.label_deliveries = Counter(
+            "fraudwatch_webapp_labels",
+            "Fraud labels from dispositions by label (fraud, genuine) and delivery result: sent "
+            "(acknowledged by Kafka), failed (kept in the outbox for a retry), dropped (an "
+            "outbox entry whose disposition did not happen).",
+            ["label", "result"],
+            registry=self.registry,
+        )
+
+    def label_delivery(self, label: str, result: str) -> None:
+        """A ``LabelPublisher`` observer: one label sent, failed or dropped."""
+        self.label_deliveries.labels(label, result).inc()
 
     def read_cache_lookup(self, view: str, result: str) -> None:
         """A ``ReadCache`` observer: one lookup of ``view`` that was a hit, miss or shared."""

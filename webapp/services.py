@@ -10,6 +10,7 @@ from flask import current_app
 from pymongo import MongoClient
 
 from fraudwatch.cards import CardTokenizer
+from webapp.labels import LabelPublisher
 from webapp.metrics import WebMetrics
 from webapp.settings import WebappSettings
 from webapp.store import AlertStore
@@ -31,6 +32,8 @@ class Services:
     tokenizer: CardTokenizer
     metrics: WebMetrics
     clock: Callable[[], datetime] = utc_now
+    # Publishes analysts' verdicts as fraud labels; None when WEBAPP_PUBLISH_LABELS is off.
+    labels: LabelPublisher | None = None
 
     def now(self) -> datetime:
         return self.clock()
@@ -38,6 +41,8 @@ class Services:
     def ensure_indexes(self) -> None:
         self.alerts.ensure_indexes()
         self.access.ensure_indexes()
+        if self.labels is not None:
+            self.labels.outbox.ensure_indexes()
 
 
 def services() -> Services:

@@ -1,4 +1,5 @@
-"""The web app's settings: the shared MongoDB and token settings plus the console's own knobs.
+"""The web app's settings: the shared MongoDB, Kafka and token settings plus the console's
+own knobs.
 
 Built once in ``create_app`` and passed down; nothing else in the package reads the environment.
 Variable names are the upper-case field names (``WEBAPP_SECRET_KEY``, ``MONGODB_URI``, ...).
@@ -10,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
-from fraudwatch.settings import MongoSettings, TokenSettings
+from fraudwatch.settings import KafkaSettings, MongoSettings, TokenSettings
 
 Role = Literal["viewer", "analyst"]
 ROLES: tuple[Role, ...] = ("viewer", "analyst")
@@ -34,7 +35,7 @@ class SettingsError(RuntimeError):
     """The configuration cannot work; the message says which variable to set and how."""
 
 
-class WebappSettings(MongoSettings, TokenSettings):
+class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     """Everything the analyst console needs (see ``docs/webapp.md`` for the table)."""
 
     # Signs session cookies. Required unless WEBAPP_CREATE_DEV_USER=1 (local development) or
@@ -69,6 +70,13 @@ class WebappSettings(MongoSettings, TokenSettings):
     # Set by the process manager for gunicorn with several workers (prometheus-client's name).
     prometheus_multiproc_dir: str | None = None
     webapp_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Publish analysts' verdicts (confirmed fraud / false positive) as fraud labels to
+    # LABELS_TOPIC, with the shared KAFKA_* connection settings. See docs/webapp.md.
+    webapp_publish_labels: bool = True
+    # How long a disposition waits for the broker to acknowledge its label (acks=all) before
+    # the label is left in the outbox for a later retry; bounds the answer time when Kafka is
+    # down.
+    webapp_label_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
     def secret_key(self, *, development: bool) -> str | None:
         """The session signing key, or ``None`` when development may use a random one.

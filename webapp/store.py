@@ -246,6 +246,8 @@ class AlertStore:
         comment: str,
         now: datetime,
         seen_version: int | None = None,
+        label: str | None = None,
+        label_id: str | None = None,
     ) -> DispositionView:
         """Move an alert through the state machine and record who did it.
 
@@ -261,6 +263,10 @@ class AlertStore:
 
         Each write to an alert clears this process's read cache (``_apply``), so the next read
         sees the change.
+
+        ``label`` and ``label_id`` (a verdict's fraud label and its outbox entry, see
+        ``webapp.labels``) are written into the same audit entry, so the label belongs to
+        the disposition exactly when the compare-and-set wins.
 
         Raises:
             TransitionNotAllowed, AlertNotFound, DispositionConflict, PyMongoError
@@ -285,6 +291,8 @@ class AlertStore:
             "comment": comment,
             "version": version + 1,
         }
+        if label_id is not None:
+            entry.update(label=label, label_id=label_id)
         try:
             self._dispositions.insert_one(entry)
         except DuplicateKeyError:

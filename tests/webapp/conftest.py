@@ -49,6 +49,9 @@ def make_settings(db_name: str, **overrides: Any) -> WebappSettings:
         # Exact reads: these tests seed alerts behind the app's back and expect to see them on
         # the next request. The read cache has its own tests (test_read_cache.py).
         "webapp_read_cache_s": 0,
+        # No labels to the shared LABELS_TOPIC from tests about other things: the label tests
+        # (test_labels.py) turn publishing on with a topic of their own.
+        "webapp_publish_labels": False,
     }
     values.update(overrides)
     return WebappSettings(**values)
@@ -108,6 +111,25 @@ def analyst(app: Flask, client: FlaskClient) -> FlaskClient:
     make_user(app, "alice", "analyst")
     assert login(client, "alice").status_code == 302
     return client
+
+
+@pytest.fixture
+def tool(app: Flask) -> FlaskClient:
+    """A client calling the API with an analyst's bearer token (user ``tool``)."""
+    make_user(app, "tool", "analyst")
+    _, token = app.extensions["fraudwatch"].access.create_token("tool", "tests")
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    return client
+
+
+def disposition(client: FlaskClient, alert_id: str, seen: str, to: str, comment: str = "") -> Any:
+    """Submit the detail page's disposition form, as the browser does (with its CSRF token)."""
+    token = csrf_from(client.get(f"/alerts/{alert_id}").get_data(as_text=True))
+    return client.post(
+        f"/alerts/{alert_id}/disposition",
+        data={"seen": seen, "to": to, "comment": comment, "csrf_token": token},
+    )
 
 
 @pytest.fixture

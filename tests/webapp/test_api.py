@@ -14,15 +14,6 @@ from .conftest import PASSWORD, build_app, make_user
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def tool(app):
-    make_user(app, "tool", "analyst")
-    _, token = app.extensions["fraudwatch"].access.create_token("tool", "tests")
-    client = app.test_client()
-    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
-    return client
-
-
 def test_api_lists_alerts_with_filters_and_a_cursor(tool, seed, clock) -> None:
     pan = demo_pan(99)
     mine = [seed(pan=pan, ts=clock.now - timedelta(minutes=i)) for i in range(1, 6)]

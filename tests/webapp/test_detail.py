@@ -12,17 +12,9 @@ import pytest
 from fraudwatch.alert_store import ALERTS, DISPOSITIONS, write_alerts
 from webapp.demo import demo_pan
 
-from .conftest import csrf_from
+from .conftest import csrf_from, disposition
 
 pytestmark = pytest.mark.integration
-
-
-def disposition(client, alert_id: str, seen: str, to: str, comment: str = ""):
-    token = csrf_from(client.get(f"/alerts/{alert_id}").get_data(as_text=True))
-    return client.post(
-        f"/alerts/{alert_id}/disposition",
-        data={"seen": seen, "to": to, "comment": comment, "csrf_token": token},
-    )
 
 
 def test_detail_explains_every_reason_with_its_sentence_and_numbers(analyst, seed) -> None:
