@@ -299,6 +299,9 @@ def score_run(
         "min_history": min_history,
         "card_precision_at_k_per_day": dict(zip(days, cp, strict=True)),
         "card_precision_at_k": sum(cp) / len(cp) if cp else None,
+        "compromised_cards_per_day": (
+            sum(len(day_compromised[d]) for d in days) / len(days) if days else None
+        ),
         "scenarios": per_scenario,
         "rules": per_rule,
     }
@@ -1127,6 +1130,7 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
             _pct3(t["fraud_rate"]), _int(t["phases"]["train"]["frauds"]),
             _int(test["transactions"]), _int(r["results"]["forest"]["fraud_txns"]),
             _int(r["results"]["forest"]["cases"]),
+            _num(r["results"]["forest"]["compromised_cards_per_day"], 1),
             f"{test['removed']['transactions']:,} / {test['removed']['frauds']:,}",
             NONE if cb is None else _int(cb["labels"]),
             NONE if cb is None else _pct(cb["coverage"]),
@@ -1135,6 +1139,7 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
         ])  # fmt: skip
     head = ["profile", "transactions", "per day", "frauds", "fraud rate",
             "training-week frauds", "test set", "test frauds", "test cases",
+            "compromised cards per day",
             "removed (txns / frauds)", "chargebacks", "of frauds covered", "false disputes",
             "median delay (days)"]  # fmt: skip
     out.extend(_table(head, rows, "l"))
@@ -1149,7 +1154,8 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
         res = r["results"]
         k = res["forest"]["k"]
         w(f"\n## Profile `{name}`\n")
-        w(f"{PROFILES[name].what}.\n" if name in PROFILES else "")
+        if name in PROFILES:
+            w(PROFILES[name].what[0].upper() + PROFILES[name].what[1:] + ".\n")
         head = ["metric", *(d.title for d in DETECTORS)]
         rows = [
             [label.format(k=k), *(fmt(res[d.key][key]) for d in DETECTORS)]
@@ -1241,7 +1247,8 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
         "highest, the share that made a fraudulent transaction that day (cards tied at the "
         "cut-off count at their tie group's share; the divisor is always k); compromised cards "
         "found in an earlier day's top k are left out of later days; then the mean over the "
-        "days."
+        "days. A day with fewer than k compromised cards caps it below 1, even for a perfect "
+        "ranking (*compromised cards per day* in *The data*)."
     )
     w(
         "- Alert precision: alerts on fraudulent transactions / alerts. Alerted cards per day: "
