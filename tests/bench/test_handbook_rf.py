@@ -225,7 +225,7 @@ def test_the_forest_learns_the_training_week_and_ranks_the_test_weeks_frauds_fir
     fraud_rate = sum(labels) / len(labels)
     assert 0.005 < fraud_rate < 0.05
     assert average_precision(list(scores.values()), labels) > 0.9
-    assert set(seconds) == {"features", "forest"}
+    assert set(seconds) == {"features", "fit and predict"}
     assert score_test_week(txns, split)[0] == scores  # seeded: the same forest every time
 
 
