@@ -693,9 +693,10 @@ def _run(
 
 
 def _display(argv: Sequence[str], files: RunFiles) -> str:
-    """A command as a reader would type it: ``python``, paths relative to the profile folder."""
+    """A command as a reader would type it: ``python``, run files relative to the profile
+    folder, other paths relative to the checkout."""
     shown = ["python" if a == sys.executable else a for a in argv]
-    return shlex.join(a.replace(f"{files.folder}/", "") for a in shown)
+    return shlex.join(a.replace(f"{files.folder}/", "").replace(f"{REPO_ROOT}/", "") for a in shown)
 
 
 # --------------------------------------------------------------------------- one profile
