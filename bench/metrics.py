@@ -73,31 +73,67 @@ def average_precision(scores: Sequence[float], labels: Sequence[bool]) -> float:
     return result
 
 
-def card_precision_at_k(
+def top_k_cards(
     card_scores: Mapping[str, float], compromised: Collection[str], k: int
-) -> float:
-    """Of the ``k`` highest-scored cards, the share that were really compromised.
+) -> tuple[float, set[str]]:
+    """Of the ``k`` highest-scored cards, the share that were really compromised; and those
+    compromised cards that ranked in the top ``k`` outright (the ones an analyst team found).
 
     ``card_scores`` holds every card to rank (e.g. every card that transacted that day, scored
     by its highest transaction score); ``compromised`` the cards that really were. Cards tied
     at the cut-off fill the remaining places at their group's compromised share, the expected
-    value when ties are broken at random. The denominator is always ``k`` (as in Le Borgne et
-    al.'s handbook), so a day with fewer than ``k`` cards cannot reach 1.
+    value when ties are broken at random (and none of them counts as found). The denominator is
+    always ``k`` (as in Le Borgne et al.'s handbook), so a day with fewer than ``k`` cards
+    cannot reach 1.
     """
     if k < 1:
         raise ValueError("k must be at least 1")
     ranked = sorted(card_scores.items(), key=lambda item: item[1], reverse=True)
     slots = k
     hits = 0.0
+    found: set[str] = set()
     for _, group in groupby(ranked, key=lambda item: item[1]):
         members = [card for card, _ in group]
-        bad = sum(1 for card in members if card in compromised)
+        bad = [card for card in members if card in compromised]
         if len(members) <= slots:
-            hits += bad
+            hits += len(bad)
+            found.update(bad)
             slots -= len(members)
         else:
-            hits += slots * bad / len(members)
+            hits += slots * len(bad) / len(members)
             slots = 0
         if not slots:
             break
-    return hits / k
+    return hits / k, found
+
+
+def card_precision_at_k(
+    card_scores: Mapping[str, float], compromised: Collection[str], k: int
+) -> float:
+    """Of the ``k`` highest-scored cards, the share that were really compromised.
+
+    See ``top_k_cards`` for ties and the denominator.
+    """
+    return top_k_cards(card_scores, compromised, k)[0]
+
+
+def card_precision_at_k_days(
+    days: Sequence[tuple[Mapping[str, float], Collection[str]]],
+    k: int,
+    remove_found: bool = True,
+) -> list[float]:
+    """Card precision@k of each day, in day order, the handbook's way.
+
+    Each day is (every card that transacted with its best score of the day, the cards
+    compromised that day). With ``remove_found`` (the handbook's default), compromised cards
+    found in an earlier day's top ``k`` take no part in later days: the bank has blocked them.
+    """
+    found: set[str] = set()
+    result = []
+    for card_scores, compromised in days:
+        still_open = {c: s for c, s in card_scores.items() if c not in found}
+        precision, found_today = top_k_cards(still_open, compromised, k)
+        result.append(precision)
+        if remove_found:
+            found |= found_today
+    return result

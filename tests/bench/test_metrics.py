@@ -7,7 +7,15 @@ import random
 
 import pytest
 
-from bench.metrics import average_precision, card_precision_at_k, median, ratio, roc_auc
+from bench.metrics import (
+    average_precision,
+    card_precision_at_k,
+    card_precision_at_k_days,
+    median,
+    ratio,
+    roc_auc,
+    top_k_cards,
+)
 
 
 def test_roc_auc_matches_the_textbook_example() -> None:
@@ -83,6 +91,27 @@ def test_card_precision_at_k_divides_by_k_even_when_fewer_cards_transacted() -> 
     assert card_precision_at_k({"a": 0.9, "b": 0.0}, {"a"}, 10) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="k must be"):
         card_precision_at_k({"a": 0.9}, {"a"}, 0)
+
+
+def test_top_k_cards_names_the_compromised_cards_that_ranked_outright() -> None:
+    scores = {"a": 0.9, "b": 0.8, "c": 0.5, "d": 0.5, "e": 0.0}
+    assert top_k_cards(scores, {"a", "c"}, 2) == (0.5, {"a"})
+    # c shares the last place with d: half a hit, and not found.
+    precision, found = top_k_cards(scores, {"a", "c"}, 3)
+    assert precision == pytest.approx(1.5 / 3)
+    assert found == {"a"}
+    assert top_k_cards(scores, {"a", "c"}, 4) == (0.5, {"a", "c"})
+
+
+def test_card_precision_per_day_leaves_out_cards_found_on_earlier_days() -> None:
+    # Day 1: a (compromised) tops the list. Day 2: a again, then b (compromised), then c.
+    day1 = ({"a": 0.9, "x": 0.1}, {"a"})
+    day2 = ({"a": 0.95, "b": 0.6, "c": 0.3}, {"a", "b"})
+    assert card_precision_at_k_days([day1, day2], k=1) == [1.0, 1.0]  # b takes a's place
+    assert card_precision_at_k_days([day1, day2], k=1, remove_found=False) == [1.0, 1.0]
+    day2_only_a = ({"a": 0.95, "b": 0.6}, {"a"})
+    assert card_precision_at_k_days([day1, day2_only_a], k=1) == [1.0, 0.0]
+    assert card_precision_at_k_days([day1, day2_only_a], k=1, remove_found=False) == [1.0, 1.0]
 
 
 def test_ratio_and_median_say_none_when_there_is_nothing_to_measure() -> None:
