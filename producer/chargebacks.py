@@ -11,20 +11,27 @@ sent and turns them into ``fraud-labels`` messages (``FraudLabel`` v1, ``source=
   verification moved no money and is never charged back;
 * a genuine transaction is disputed as fraud with probability ``false_dispute_rate``
   (friendly fraud, a forgotten subscription); ``reversal_share`` of those disputes are later
-  reversed by a ``genuine`` label for the same transaction, when the merchant's evidence wins;
+  reversed by a ``genuine`` label for the same transaction, when the merchant's evidence wins
+  (the card has been reissued all the same);
 * delays are log-normal, given by their median and 95th percentile, and at most
-  ``MAX_DELAY_DAYS`` (the card networks' window for a fraud dispute).
+  ``MAX_DELAY_DAYS`` (the card networks' window for a fraud dispute);
+* with ``reissue`` (the default), the issuer blocks a card the moment a fraud dispute is
+  reported and sends the holder a new one: the holder's later transactions carry a new card
+  number (same BIN, account and habits). A fraudster's later attempts keep the old number.
+  Without it, holders would go on using a card their bank knows is compromised, which no
+  issuer allows and which would make every detector that learns from labels look worse.
 
 The stream interleaves the chargebacks with the transactions in event-time order (a label
 goes out when the simulated clock reaches its ``reported_at``) and writes every chargeback,
 ordered by ``reported_at``, to a file; those reported after the end of the run are written but
 never sent. All draws come from streams of their own (never the traffic's), so turning
-chargebacks on or changing their options does not change a single transaction. Nothing here
-touches Kafka.
+chargebacks on or changing their options changes no transaction but the card numbers of
+reissued cards (none with ``reissue=False``). Nothing here touches Kafka.
 """
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 import random
@@ -36,6 +43,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from fraudwatch.cards import luhn_check_digit
 from fraudwatch.contract import format_ts, from_epoch_ms, parse_label
 from producer.records import MALFORMED, Label, Record
 
@@ -91,6 +99,7 @@ class ChargebackConfig:
     coverage: float = 0.85
     false_dispute_rate: float = 0.0005
     reversal_share: float = 0.5
+    reissue: bool = True
 
     def __post_init__(self) -> None:
         LogNormalDelay(self.delay_median_days, self.delay_p95_days)  # validates the pair
@@ -131,6 +140,7 @@ class ChargebackStream:
         "_genuine_left",
         "_handed_on",
         "_heap",
+        "_reissued",
         "_rng",
         "_seq",
         "_unobserved",
@@ -161,6 +171,8 @@ class ChargebackStream:
         self._genuine_left = self._next_false_dispute()
         self._unobserved: Record | None = None
         self._handed_on = 0  # records taken from the wrapped stream and handed on
+        # Account key -> the card's reissues: (from event time, old number, new number).
+        self._reissued: dict[bytes | None, list[tuple[int, str, str]]] = {}
 
     # --- the stream ---------------------------------------------------------------------
     def interleave(self, records: Iterator[Record]) -> Iterator[Record]:
@@ -188,9 +200,12 @@ class ChargebackStream:
                     if emit:
                         counts.emitted += 1
                         yield Record(reported, key, value, None, chargeback=True)
+            sent = record
+            if self._reissued and record.label is None and record.key in self._reissued:
+                sent = self._new_card_number(record)
             self._handed_on += 1
-            self._unobserved = record
-            yield record
+            self._unobserved = sent
+            yield sent
         # Asked for more after the last record: it was sent.
         if self._unobserved is not None:
             self._observe(self._unobserved)
@@ -223,6 +238,29 @@ class ChargebackStream:
         elif label.scenario != MALFORMED:
             self._fraud(record, label)
 
+    def _new_card_number(self, record: Record) -> Record:
+        """The holder's transaction on the card the issuer sent after a dispute, if any."""
+        txn = orjson.loads(record.value)
+        pan = txn["card_number"]
+        for since, old, new in self._reissued[record.key]:
+            if record.ts_ms >= since and pan == old:
+                pan = new
+        if pan == txn["card_number"]:
+            return record
+        txn["card_number"] = pan
+        return record._replace(value=orjson.dumps(txn))
+
+    def _block_and_reissue(self, key: bytes | None, pan: str, reported_ms: int) -> None:
+        if not self.config.reissue:
+            return
+        cards = self._reissued.setdefault(key, [])
+        if any(old == pan for _, old, _ in cards):
+            return  # this number is blocked already
+        digest = hashlib.sha256(f"{pan}/{reported_ms}".encode()).hexdigest()
+        body = pan[:6] + str(int(digest, 16))[: len(pan) - 7]
+        cards.append((reported_ms, pan, body + luhn_check_digit(body)))
+        cards.sort()
+
     def _next_false_dispute(self) -> int:
         """Genuine transactions until the next false dispute (geometric: one draw per dispute)."""
         p = self.config.false_dispute_rate
@@ -245,6 +283,7 @@ class ChargebackStream:
             return  # an account verification moved no money: nothing to charge back
         self.counts.fraud_reported += 1
         self._push(record, txn, "fraud", record.ts_ms + delay)
+        self._block_and_reissue(record.key, txn["card_number"], record.ts_ms + delay)
 
     def _false_dispute(self, record: Record) -> None:
         rng = self._rng
@@ -252,6 +291,7 @@ class ChargebackStream:
         txn = orjson.loads(record.value)
         self.counts.false_disputes += 1
         self._push(record, txn, "fraud", reported)
+        self._block_and_reissue(record.key, txn["card_number"], reported)
         if rng.random() < self.config.reversal_share:
             self.counts.reversals += 1
             self._push(record, txn, "genuine", reported + int(rng.uniform(*REVERSAL_DAYS) * DAY_MS))

@@ -279,6 +279,14 @@ def _configure_logging(verbose: bool) -> None:
     show_default=True,
     help="Share of false disputes later reversed by a 'genuine' label.",
 )
+@click.option(
+    "--reissue/--no-reissue",
+    default=True,
+    show_default=True,
+    help="The issuer blocks a card when a fraud dispute is reported and the holder goes on "
+    "with a new card number (as issuers do); --no-reissue keeps every transaction as without "
+    "chargebacks.",
+)
 @click.option("--topic", help="Default: TRANSACTIONS_TOPIC.")
 @click.option("--bootstrap-servers", help="Default: KAFKA_BOOTSTRAP_SERVERS.")
 @click.option(
@@ -319,6 +327,7 @@ def generate(
     chargeback_coverage: float,
     false_dispute_rate: float,
     false_dispute_reversal: float,
+    reissue: bool,
     topic: str | None,
     bootstrap_servers: str | None,
     no_kafka: bool,
@@ -364,6 +373,7 @@ def generate(
         coverage=chargeback_coverage,
         false_dispute_rate=false_dispute_rate,
         reversal_share=false_dispute_reversal,
+        reissue=reissue,
     )
 
     t = time.monotonic()
@@ -415,6 +425,7 @@ _CHARGEBACK_OPTIONS = (
     "chargeback_coverage",
     "false_dispute_rate",
     "false_dispute_reversal",
+    "reissue",
 )
 
 
@@ -427,6 +438,7 @@ def _chargeback_plan(
     coverage: float,
     false_dispute_rate: float,
     reversal_share: float,
+    reissue: bool = True,
 ) -> ChargebackPlan | None:
     """The chargebacks asked for, or None; tuning them without an output is a usage error."""
     from producer.chargebacks import ChargebackConfig
@@ -452,6 +464,7 @@ def _chargeback_plan(
             coverage=coverage,
             false_dispute_rate=false_dispute_rate,
             reversal_share=reversal_share,
+            reissue=reissue,
         )
     except ValueError as exc:  # the other options are range-checked by click
         raise click.BadParameter(str(exc), param_hint="--chargeback-delay-days") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from fraudwatch.cards import luhn_valid
 from fraudwatch.contract import parse_label, parse_transaction
 from producer.cli import main, parse_duration, parse_speed, parse_start
 from tests.factories import make_pan, make_txn
@@ -206,14 +208,14 @@ def test_scenario_profile_choices_are_the_producers_profiles(tmp_path: Path) -> 
     assert "'easy' is not one of 'default', 'shifted'" in result.output
 
 
-def test_chargebacks_leave_the_transactions_and_ground_truth_byte_identical(
+def test_chargebacks_without_reissue_leave_the_transactions_and_ground_truth_byte_identical(
     tmp_path: Path,
 ) -> None:
     args = ("--count", "20000", "--fraud-ratio", "0.03", "--bad-ratio", "0.01")
     plain = _generate(tmp_path, "plain", *args)
     with_chargebacks = _generate(
         tmp_path, "cb", *args, "--send-chargebacks", "--chargebacks-out",
-        str(tmp_path / "cb.chargebacks"), "--false-dispute-rate", "0.01",
+        str(tmp_path / "cb.chargebacks"), "--false-dispute-rate", "0.01", "--no-reissue",
     )  # fmt: skip
     assert plain.exit_code == with_chargebacks.exit_code == 0, with_chargebacks.output
     assert (tmp_path / "plain.jsonl").read_bytes() == (tmp_path / "cb.jsonl").read_bytes()
@@ -225,6 +227,41 @@ def test_chargebacks_leave_the_transactions_and_ground_truth_byte_identical(
     assert [x.reported_at for x in labels] == sorted(x.reported_at for x in labels)
     assert {x.label for x in labels} == {"fraud", "genuine"}
     assert "reported after the end of the run were not sent" in with_chargebacks.output
+
+
+def test_a_disputed_card_is_reissued_for_the_holder_but_not_for_the_fraudster(
+    tmp_path: Path,
+) -> None:
+    args = ("--count", "30000", "--cards", "300", "--fraud-ratio", "0.05")
+    plain = _generate(tmp_path, "plain", *args)
+    cb = _generate(
+        tmp_path, "cb", *args, "--chargebacks-out", str(tmp_path / "cb.chargebacks"),
+        "--chargeback-delay-days", "0.5,2",
+    )  # fmt: skip
+    assert plain.exit_code == cb.exit_code == 0, cb.output
+    before = [json.loads(x) for x in (tmp_path / "plain.jsonl").read_bytes().splitlines()]
+    after = [json.loads(x) for x in (tmp_path / "cb.jsonl").read_bytes().splitlines()]
+    assert len(before) == len(after)
+    fraud = {
+        json.loads(x)["transaction_id"] for x in (tmp_path / "cb.labels").read_bytes().splitlines()
+    }
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert changed, "some disputed cards must have been reissued"
+    for a, b in changed:
+        assert a["transaction_id"] not in fraud  # the fraudster keeps the stolen number
+        assert {k: v for k, v in a.items() if k != "card_number"} == {
+            k: v for k, v in b.items() if k != "card_number"
+        }
+        assert b["card_number"][:6] == a["card_number"][:6]
+        assert luhn_valid(b["card_number"])
+    reported = {}
+    for lab in (parse_label(x) for x in (tmp_path / "cb.chargebacks").read_bytes().splitlines()):
+        if lab.label == "fraud" and lab.card_number is not None:
+            ts = lab.reported_at
+            reported[lab.card_number] = min(ts, reported.get(lab.card_number, ts))
+    for a, _ in changed:  # only after the dispute was reported
+        assert a["card_number"] in reported
+        assert a["timestamp"] >= reported[a["card_number"]].isoformat()[:19]
 
 
 def test_the_same_seed_gives_byte_identical_chargebacks(tmp_path: Path) -> None:
