@@ -62,7 +62,7 @@ screenshots: venv browser
 unit: venv
 	@$(PY) -m pytest -m 'not integration and not browser' $(PYTEST_ARGS)
 
-# Detection quality on labelled traffic, live pipeline and backtest (needs the stack: `make up`).
+# Detection quality the handbook way: fraudwatch vs today's rules vs a random forest (no stack needed).
 evaluate: venv
 	@$(PY) -m bench.evaluate
 

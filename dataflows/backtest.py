@@ -1,4 +1,4 @@
-"""``python -m dataflows.backtest TX.jsonl [--labels LABELS.jsonl] [--scores-out SCORES]``.
+"""``python -m dataflows.backtest TX.jsonl [--labels L] [--scores-out S] [--features-out F]``.
 
 The detection core over files, no services: the dataflow's own validation, merchant stage and
 card stage, in one process. Transactions are read as JSON lines in file order; labels (contract
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -24,7 +24,8 @@ import orjson
 
 from dataflows.detection.cardbook import CardBook, CardItem
 from dataflows.detection.detector import CardVerdict, Detector, Outcome
-from dataflows.detection.merchant import MerchantBook
+from dataflows.detection.features import features
+from dataflows.detection.merchant import MerchantBook, MerchantView
 from dataflows.edge import Edge, RawRecord
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
@@ -56,8 +57,13 @@ def run_backtest(
     token_key: str | None,
     dead: Counter[str],
     labels: Iterable[bytes] = (),
+    on_judged: Callable[[CardVerdict, MerchantView, Outcome], None] | None = None,
 ) -> Iterator[Outcome]:
-    """Outcomes of every valid transaction line, in order; invalid lines counted in ``dead``."""
+    """Outcomes of every valid transaction line, in order; invalid lines counted in ``dead``.
+
+    ``on_judged`` sees each transaction's card verdict and merchant view with its outcome
+    (for ``--features-out``).
+    """
     edge = Edge(CardTokenizer(token_key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
     cards = CardBook(detector)
@@ -72,7 +78,11 @@ def run_backtest(
         labels: list[CardVerdict | LabelEvent] = [x for x in items if isinstance(x, LabelEvent)]
         viewed = merchants.observe([*labels, *verdicts])
         # The backtest's alerts say they were detected at their own event time.
-        return [detector.finish(v, view, None) for v, view in viewed]
+        outcomes = [detector.finish(v, view, None) for v, view in viewed]
+        if on_judged is not None:
+            for (v, view), o in zip(viewed, outcomes, strict=True):
+                on_judged(v, view, o)
+        return outcomes
 
     for number, line in enumerate(lines, start=1):
         raw = line.rstrip(b"\r\n")
@@ -114,6 +124,13 @@ def run_backtest(
     help="Write one JSON line per valid transaction: transaction_id, score, alerted.",
 )
 @click.option(
+    "--features-out",
+    type=click.File("wb"),
+    default=None,
+    help="Write one JSON line per valid transaction: transaction_id and its named features "
+    "(dataflows/detection/features.py), for training a model on labelled history.",
+)
+@click.option(
     "--rules",
     "rules_file",
     type=click.Path(exists=True, path_type=Path),
@@ -125,6 +142,7 @@ def main(
     path: Path,
     labels_file: Path | None,
     scores_out: IO[bytes] | None,
+    features_out: IO[bytes] | None,
     rules_file: Path | None,
     output: IO[bytes],
 ) -> None:
@@ -135,8 +153,15 @@ def main(
     dead: Counter[str] = Counter()
     total = alerts = 0
     labels: list[bytes] = labels_file.read_bytes().splitlines() if labels_file else []
+
+    def write_features(v: CardVerdict, view: MerchantView, o: Outcome) -> None:
+        if features_out is not None and not o.duplicate:
+            row = {"transaction_id": v.event.transaction_id, **features(v, view, o.signals)}
+            features_out.write(orjson.dumps(row) + b"\n")
+
+    on_judged = write_features if features_out is not None else None
     with path.open("rb") as f:
-        for outcome in run_backtest(f, ruleset, key, dead, labels):
+        for outcome in run_backtest(f, ruleset, key, dead, labels, on_judged):
             if outcome.duplicate:
                 continue
             total += 1
@@ -155,8 +180,9 @@ def main(
                     + b"\n"
                 )
     output.flush()
-    if scores_out is not None:
-        scores_out.flush()
+    for out in (scores_out, features_out):
+        if out is not None:
+            out.flush()
     summary = {
         "valid": total,
         "alerts": alerts,

@@ -49,6 +49,14 @@ REASON_TEXT = {
     "impossible_travel": "1,054 km from the previous card-present use 38 min earlier "
     "(1,664 km/h; the limit is 900 km/h).",
     "location_anomaly": "First use in {country}; 1,870 km from this card's usual area.",
+    "compromised_card": "A fraud on this card was reported 2026-11-20 09:12 UTC (1.3 days ago) "
+    "and not cleared since: the card is known to be compromised.",
+    "merchant_risk": "Merchant m-1004 (GiftCard Hub): 4 of its 37 transactions in the last "
+    "known week (ending 7 days ago) were fraud.",
+    "amount_vs_habit": "{amount:.2f} EUR is 8.3x this card's median of 49.50 EUR over its "
+    "last 12 transactions (robust z 5.1).",
+    "amount_vs_merchant": "9.2x this merchant's typical ticket of 21.40 EUR.",
+    "card_activity": "9 transactions in 24 h; this card's usual is 1.4 a day.",
 }
 SEVERITY_BY_SCORE = ((0.9, "critical"), (0.75, "high"), (0.5, "medium"), (0.0, "low"))
 

@@ -13,22 +13,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fraudwatch.contract import epoch_ms
+from fraudwatch.contract import RULE_NAMES, epoch_ms
 from fraudwatch.geo import haversine_km
 
 Doc = dict[str, Any]
 
 STATUSES = ("open", "investigating", "confirmed_fraud", "false_positive", "dismissed")
 SEVERITIES = ("low", "medium", "high", "critical")
-RULES = (
-    "high_amount",
-    "amount_spike",
-    "velocity_count",
-    "velocity_amount",
-    "card_testing",
-    "impossible_travel",
-    "location_anomaly",
-)
+# The signal names and labels are the contract's (one vocabulary for dataflow and console).
+RULES = RULE_NAMES
 OUTCOMES = ("confirmed_fraud", "false_positive", "dismissed")
 
 # The disposition state machine: which statuses an analyst may move an alert to from each one.
@@ -46,15 +39,6 @@ STATUS_LABELS = {
     "confirmed_fraud": "Confirmed fraud",
     "false_positive": "False positive",
     "dismissed": "Dismissed",
-}
-RULE_LABELS = {
-    "high_amount": "High amount",
-    "amount_spike": "Amount spike",
-    "velocity_count": "Velocity (count)",
-    "velocity_amount": "Velocity (amount)",
-    "card_testing": "Card testing",
-    "impossible_travel": "Impossible travel",
-    "location_anomaly": "Location anomaly",
 }
 
 

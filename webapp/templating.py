@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
-from fraudwatch.contract import epoch_ms
+from fraudwatch.contract import RULE_LABELS, epoch_ms
 from webapp.documents import (
-    RULE_LABELS,
     RULES,
     SEVERITIES,
     STATUS_LABELS,

@@ -24,7 +24,7 @@ from dataflows.detection.signals import (
     Signal,
     Window,
 )
-from dataflows.detection.state import AMT, CP, LAT, LON, STRIDE, TS, CardState
+from dataflows.detection.state import AMT, CP, LAT, LON, NO_HABIT, STRIDE, TS, CardState, Habit
 from dataflows.ruleset import RuleSet
 from fraudwatch.contract import Alert, CardEvent, LabelEvent, Reason, alert_id_for, format_ts
 
@@ -57,6 +57,8 @@ class CardVerdict(NamedTuple):
     evidence: tuple[dict[str, Any], ...] = ()
     late: bool = False
     duplicate: bool = False
+    habit: Habit = NO_HABIT  # the card's habits just before this transaction
+    card_median: float = 0.0  # median amount of the card's profile (0: none yet)
 
 
 class Detector:
@@ -134,6 +136,7 @@ class Detector:
             if s is not None:
                 signals.append(s)
         evidence = self._evidence(state, signals)
+        median = w.card_median() or 0.0
         if late:
             if e.ts >= state.max_ts - self.dedupe_ms:
                 state.remember(id_hash(e.transaction_id), e.ts)
@@ -142,7 +145,9 @@ class Detector:
             # Anything at or before this can only take the late path from now on.
             state.settle(state.max_ts - self.lateness_ms - 1)
             self._prune(state)
-        return CardVerdict(e, amount, tuple(signals), evidence, late=late)
+        return CardVerdict(
+            e, amount, tuple(signals), evidence, late=late, habit=w.habit, card_median=median
+        )
 
     def finish(self, v: CardVerdict, merchant: MerchantView, detected_at: int | None) -> Outcome:
         """The merchant half: merchant signals, the score and the alert.

@@ -434,3 +434,24 @@ def test_every_signal_is_in_the_contracts_vocabulary_with_a_label() -> None:
     names = {f.__name__ for f in (*signals.CARD_SIGNALS, *signals.MERCHANT_SIGNALS)}
     assert names == set(SIGNAL_NAMES)
     assert set(SIGNAL_NAMES) <= set(RULE_LABELS)
+
+
+def test_features_name_the_evidence_of_every_transaction(ruleset: RuleSet) -> None:
+    from dataflows.detection.features import FEATURE_NAMES, features
+
+    det = Detector(ruleset)
+    state = CardState()
+    for e in habit(10, amount=40.0):
+        det.judge_card(state, e)
+    shop = MerchantView(30, 200, 900, 3, 6, 9, 150, 2, 25.0, 800)
+    v = det.judge_card(state, make_event(transaction_id="x", ts=T0 + 10 * DAY, amount=400.0))
+    out = det.finish(v, shop, 0)
+    f = features(v, shop, out.signals)
+    assert tuple(f) == FEATURE_NAMES
+    assert all(math.isfinite(x) for x in f.values())
+    assert f["amount_vs_card_median"] == pytest.approx(10.0)
+    assert f["card_count_30d"] > f["card_count_7d"] > f["card_count_1d"] > 0
+    assert f["merchant_risk_7d"] == pytest.approx(6 / 200)
+    assert f["amount_vs_merchant_ticket"] == pytest.approx(16.0)
+    assert f["signal_amount_vs_habit"] > 0
+    assert f["signal_velocity_count"] == 0

@@ -4,9 +4,10 @@
   "use strict";
 
   var RULE_COLORS = {
-    high_amount: "#e63946", amount_spike: "#f4a261", velocity_count: "#2a9d8f",
-    velocity_amount: "#264653", card_testing: "#9b5de5", impossible_travel: "#457b9d",
-    location_anomaly: "#e9c46a"
+    compromised_card: "#d62828", impossible_travel: "#457b9d", card_testing: "#9b5de5",
+    merchant_risk: "#e76f51", amount_vs_habit: "#f4a261", amount_vs_merchant: "#f6bd60",
+    velocity_count: "#2a9d8f", velocity_amount: "#264653", card_activity: "#84a59d",
+    location_anomaly: "#e9c46a", high_amount: "#e63946", amount_spike: "#f4a261"
   };
   var SEVERITY_COLORS = { low: "#8d99ae", medium: "#e9c46a", high: "#f4a261", critical: "#d62828" };
   var OUTCOME_COLORS = { confirmed_fraud: "#d62828", false_positive: "#2a9d8f", dismissed: "#adb5bd" };
