@@ -23,6 +23,10 @@ from fraudwatch.settings import KafkaSettings, MongoSettings
 RUN_DIR = REPO_ROOT / ".stack" / "run"
 
 
+# Chargebacks within minutes (not days) for the demo: the dataflow learns while you watch.
+DEMO_LABELS = ("--send-chargebacks", "--chargeback-delay-days", "0.002,0.02")
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -49,7 +53,7 @@ def _components() -> list[Component]:
             "producer.cli",
             # 10 tx/s over 20,000 cards keeps each card's pace plausible on the wall clock (at
             # 200 tx/s over 5,000 cards, 96% of genuine traffic looked like a velocity burst).
-            [py, "-m", "producer", "generate", "--rate", "10", "--cards", "20000"],
+            [py, "-m", "producer", "generate", "--rate", "10", "--cards", "20000", *DEMO_LABELS],
             {},
         ),
         Component(
