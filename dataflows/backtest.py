@@ -66,6 +66,7 @@ def run_backtest(
     """
     edge = Edge(CardTokenizer(token_key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
+    detector.keep_habits = on_judged is not None
     cards = CardBook(detector)
     merchants = MerchantBook(ruleset.labels.label_delay_days)
     pending = read_labels(labels, edge, dead)

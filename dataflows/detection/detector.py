@@ -81,6 +81,9 @@ class Detector:
         self.max_window_events = ruleset.engine.max_window_events
         self.dedupe_ms = ruleset.dedupe_horizon_ms
         self.compromised_ms = ruleset.compromised_ms
+        # Verdicts carry the card's habits only for tools that want features (backtest
+        # --features-out): working them out costs a few exponentials per transaction.
+        self.keep_habits = False
 
     def amount_in_base(self, amount: float, currency: str) -> float:
         rate = self.rates.get(currency)
@@ -121,14 +124,7 @@ class Detector:
         while pos > 0 and ev[(pos - 1) * STRIDE] > e.ts:
             pos -= 1
         w = Window(
-            state,
-            pos,
-            e,
-            amount,
-            self.base,
-            state.habit_at(e.ts, pos),
-            self._profile_start(state, pos, e.ts),
-            self.ruleset,
+            state, pos, e, amount, self.base, self._profile_start(state, pos, e.ts), self.ruleset
         )
         signals: list[Signal] = []
         for signal in LATE_CARD_SIGNALS if late else CARD_SIGNALS:
@@ -136,7 +132,6 @@ class Detector:
             if s is not None:
                 signals.append(s)
         evidence = self._evidence(state, signals)
-        median = w.card_median() or 0.0
         if late:
             if e.ts >= state.max_ts - self.dedupe_ms:
                 state.remember(id_hash(e.transaction_id), e.ts)
@@ -145,6 +140,9 @@ class Detector:
             # Anything at or before this can only take the late path from now on.
             state.settle(state.max_ts - self.lateness_ms - 1)
             self._prune(state)
+        if not self.keep_habits:
+            return CardVerdict(e, amount, tuple(signals), evidence, late=late)
+        median = w.card_median() or 0.0
         return CardVerdict(
             e, amount, tuple(signals), evidence, late=late, habit=w.habit, card_median=median
         )

@@ -167,8 +167,10 @@ class MerchantState:
 
     @property
     def last_day(self) -> int:
-        newest_label_day = max((r[3] for r in self.labels), default=-1)
-        return max(self.days[-1] if self.days else -1, newest_label_day)
+        newest = self.days[-1] if self.days else -1
+        if self.labels:
+            newest = max(newest, *(r[3] for r in self.labels))
+        return newest
 
     def pack(self) -> bytes:
         body = (

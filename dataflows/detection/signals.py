@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -32,18 +31,41 @@ class Signal(NamedTuple):
     always_alert: bool = False
 
 
-@dataclass(slots=True)
 class Window:
-    """The judged transaction and what the card looked like just before it."""
+    """The judged transaction and what the card looked like just before it.
 
-    state: CardState
-    pos: int  # insertion point of ``e`` among the card's kept transactions
-    e: CardEvent
-    amount: float  # in the base currency
-    base: str
-    habit: Habit
-    profile_lo: int  # first kept transaction of the amount/location profile
-    ruleset: RuleSet
+    The card's habits and median amount are worked out on first use: most transactions fire
+    no signal that needs them.
+    """
+
+    __slots__ = ("_habit", "_median", "amount", "base", "e", "pos", "profile_lo", "ruleset",
+                 "state")  # fmt: skip
+
+    def __init__(
+        self,
+        state: CardState,
+        pos: int,
+        e: CardEvent,
+        amount: float,
+        base: str,
+        profile_lo: int,
+        ruleset: RuleSet,
+    ) -> None:
+        self.state = state
+        self.pos = pos  # insertion point of ``e`` among the card's kept transactions
+        self.e = e
+        self.amount = amount  # in the base currency
+        self.base = base
+        self.profile_lo = profile_lo  # first kept transaction of the amount/location profile
+        self.ruleset = ruleset
+        self._habit: Habit | None = None
+        self._median: float | None = -1.0  # -1: not worked out yet
+
+    @property
+    def habit(self) -> Habit:
+        if self._habit is None:
+            self._habit = self.state.habit_at(self.e.ts, self.pos)
+        return self._habit
 
     def start_after(self, since_exclusive: float) -> int:
         """Index of the first kept transaction after ``since_exclusive`` (and before ``pos``)."""
@@ -71,11 +93,14 @@ class Window:
 
     def card_median(self) -> float | None:
         """The median amount of the card's profile, or None below the minimum history."""
-        n = self.pos - self.profile_lo
-        if n < self.ruleset.rules.amount_vs_habit.min_history:
-            return None
-        med = median(self.amounts(self.profile_lo, self.pos))
-        return med if med > 0 else None
+        if self._median is not None and self._median < 0:
+            n = self.pos - self.profile_lo
+            if n < self.ruleset.rules.amount_vs_habit.min_history:
+                self._median = None
+            else:
+                med = median(self.amounts(self.profile_lo, self.pos))
+                self._median = med if med > 0 else None
+        return self._median
 
 
 _MONTH_MS = HABIT_TAUS_MS[2]
@@ -308,7 +333,8 @@ class MerchantWindow(NamedTuple):
 def merchant_risk(w: MerchantWindow) -> Signal | None:
     rule = w.ruleset.rules.merchant_risk
     m = w.merchant
-    if not rule.enabled:
+    most = max(m.fraud_1d, m.fraud_7d, m.fraud_30d, m.recent_fraud)
+    if not rule.enabled or most < rule.min_frauds:
         return None
     prior = w.ruleset.score.prior
     s = rule.prior_strength

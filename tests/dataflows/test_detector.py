@@ -440,6 +440,7 @@ def test_features_name_the_evidence_of_every_transaction(ruleset: RuleSet) -> No
     from dataflows.detection.features import FEATURE_NAMES, features
 
     det = Detector(ruleset)
+    det.keep_habits = True
     state = CardState()
     for e in habit(10, amount=40.0):
         det.judge_card(state, e)
