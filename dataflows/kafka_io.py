@@ -35,7 +35,14 @@ from typing import Any, NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from dataflows.edge import RawRecord
@@ -112,22 +119,32 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
             self._eof = first >= self._end
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
-    def _watermarks(self, topic: str, partition: int, timeout_s: float = 30.0) -> tuple[int, int]:
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """(low, high) of the partition, as the broker knows them now.
 
-        A broker that has just started can answer with unknown offsets (negative); taking one
-        as the end would end the partition at once and exit 0 with its alerts missing.
+        Asked within the broker timeout, like every other broker call of a running source: a
+        broker that is restarting refuses the request (unknown partition, transport errors)
+        or, just started, answers with unknown offsets (negative). Taking an unknown offset
+        as the end would end the partition at once and exit 0 with its alerts missing;
+        failing on a refusal would turn a short outage into a non-zero exit.
         """
+        timeout_s = self._broker_timeout_s
         deadline = time.monotonic() + timeout_s
         tp = TopicPartition(topic, partition)
         while True:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s)
-            if low >= 0 and high >= 0:
-                return int(low), int(high)
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    tp, timeout=max(0.1, min(5.0, deadline - time.monotonic()))
+                )
+                why = f"got {low}, {high}"
+                if low >= 0 and high >= 0:
+                    return int(low), int(high)
+            except KafkaException as exc:
+                why = str(exc)
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(
                     f"the end offset of {topic}[{partition}] is unknown after {timeout_s:g}s "
-                    f"(got {low}, {high}); cannot tell where the input ends"
+                    f"({why}); cannot tell where the input ends"
                 )
             time.sleep(0.2)
 

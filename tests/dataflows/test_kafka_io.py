@@ -47,6 +47,7 @@ class FakeConsumer:
     script: ClassVar[list[list[int]]] = []
     high = 0
     reported_position: int | None = None  # None: one past the last offset returned
+    watermark_refusals = 0  # get_watermark_offsets raises this many times first
 
     def __init__(self, config: dict[str, Any]) -> None:
         self._batches = [list(b) for b in FakeConsumer.script]
@@ -56,6 +57,11 @@ class FakeConsumer:
         pass
 
     def get_watermark_offsets(self, tp: Any, timeout: float) -> tuple[int, int]:
+        if FakeConsumer.watermark_refusals > 0:
+            FakeConsumer.watermark_refusals -= 1
+            raise kafka_io.KafkaException(
+                kafka_io.KafkaError(kafka_io.KafkaError._UNKNOWN_PARTITION)
+            )
         return 0, FakeConsumer.high
 
     def consume(self, num: int, timeout: float) -> list[FakeMessage]:
@@ -84,6 +90,7 @@ class FakeConsumer:
 def consumer(monkeypatch: pytest.MonkeyPatch) -> type[FakeConsumer]:
     monkeypatch.setattr(kafka_io, "Consumer", FakeConsumer)
     FakeConsumer.script, FakeConsumer.high, FakeConsumer.reported_position = [], 0, None
+    FakeConsumer.watermark_refusals = 0
     return FakeConsumer
 
 
@@ -113,6 +120,26 @@ def test_contiguous_input_is_returned_and_ends_at_the_confirmed_end(
     part = _part(stop_at_end=True)
     assert _drain(part) == [0, 1, 2, 3, 4]
     assert part.snapshot() == 5
+
+
+def test_a_broker_refusing_the_end_offset_while_restarting_is_asked_again(
+    consumer: type[FakeConsumer],
+) -> None:
+    # Seen in the soak: right after a broker restart, the end-of-partition check got
+    # "Unknown partition" and the run exited 1 instead of riding the short outage out.
+    consumer.script, consumer.high = [[0, 1, 2]], 3
+    part = _part(stop_at_end=True)
+    consumer.watermark_refusals = 3
+    assert _drain(part) == [0, 1, 2]
+
+
+def test_an_end_offset_refused_beyond_the_broker_timeout_is_a_clear_error(
+    consumer: type[FakeConsumer],
+) -> None:
+    consumer.watermark_refusals = 10**6
+    source = TransactionSource("unused:9092", TOPIC, stop_at_end=True, broker_timeout_s=0.5)
+    with pytest.raises(KafkaUnavailable, match=r"end offset of tx\[0\] is unknown after 0.5s"):
+        source.build_part("in", f"0-{TOPIC}", None)
 
 
 def test_a_gap_between_batches_stops_the_source_naming_partition_and_offsets(
