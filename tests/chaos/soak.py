@@ -80,6 +80,10 @@ class RunRecord:
     transactions: int = 0
     judged: int = 0
     input_keys_reordered: int = 0
+    # Only when the topic holds keys out of the sent order: the comparison with an oracle of
+    # the topic's own order (what the dataflow was given), MongoDB's lost/spurious.
+    topic_order_lost: int | None = None
+    topic_order_spurious: int | None = None
     expected_alerts: int = 0
     batch_size: int = 0
     fault_at_fraction: float = 0.0
@@ -217,6 +221,7 @@ class Soak:
                 produce_in_order(pipe.bootstrap, pipe.tx, values, verify=False)
             held = read_partitions(pipe.bootstrap, pipe.tx)
             rec.input_keys_reordered = keys_out_of_order(values, held)
+            as_held = [v for p in sorted(held) for _, v in held[p]]
             rec.input_ends = _end_offsets(pipe.bootstrap, pipe.tx)
 
             rec.batch_size = rng.choice(args.batch_sizes)
@@ -239,6 +244,11 @@ class Soak:
                 code = _wait_exit(pipe.start(log, *flags, **env), args.run_timeout)
                 rec.exits.append(code)
             self._check(rec, pipe, db, expected, log)
+            if rec.input_keys_reordered:
+                docs = {d["_id"] for d in db.alerts.find({}, {"_id": 1})}
+                of_topic = oracle(as_held)
+                rec.topic_order_lost = len(set(of_topic) - docs)
+                rec.topic_order_spurious = len(docs - set(of_topic))
         except Exception as exc:  # recorded, the soak goes on
             rec.error = f"{type(exc).__name__}: {exc}"
             rec.verdict = "harness-error"
@@ -342,6 +352,10 @@ class Soak:
                     r.verdict == "loss" and not r.input_keys_reordered for r in rs
                 ),
                 "input_reordered_runs": sum(r.input_keys_reordered > 0 for r in rs),
+                "losses_gone_against_topic_order": sum(
+                    r.verdict == "loss" and r.topic_order_lost == 0 == r.topic_order_spurious
+                    for r in rs
+                ),
                 "lost_alerts": sum(max(r.mongo_lost, r.kafka_lost) for r in rs),
                 "verdicts": dict(Counter(r.verdict for r in rs)),
                 "kafka_duplicate_deliveries": sum(r.kafka_duplicates for r in rs),
