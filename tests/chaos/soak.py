@@ -48,7 +48,6 @@ from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitio
 from tests.integration.pipeline import (
     PipelineEnv,
     consume_all,
-    free_port,
     oracle,
     produce,
     recovery_args,
@@ -105,6 +104,26 @@ class RunRecord:
     source_lines: list[str] = field(default_factory=list)
     verdict: str = ""
     error: str | None = None
+
+
+def _listener_port() -> int:
+    """A free port below the kernel's ephemeral range (32768+).
+
+    The broker is down for seconds in every fault run; a port from the ephemeral range (what
+    ``free_port`` hands out) can meanwhile become the local end of some other process's
+    outgoing connection, and the broker then cannot come back (seen once in 90 runs).
+    """
+    import socket
+
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def _git_commit() -> str:
@@ -182,9 +201,9 @@ class Soak:
             StackConfig(
                 data_dir=self.out / "stack",
                 build_dir=args.build_dir,
-                kafka_port=free_port(),
-                controller_port=free_port(),
-                mongo_port=free_port(),
+                kafka_port=_listener_port(),
+                controller_port=_listener_port(),
+                mongo_port=_listener_port(),
                 topics={},
             )
         )
