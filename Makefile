@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STACK := $(PY) -m fraudwatch.devstack
 
-.PHONY: venv browser up down status clean-stack run test chaos lint typecheck unit integration bench bench-full evaluate screenshots
+.PHONY: venv browser up down status clean-stack run test chaos soak lint typecheck unit integration bench bench-full evaluate screenshots
 
 venv: $(STAMP)
 
@@ -54,6 +54,12 @@ test: venv browser
 # about 20 minutes. `make test` runs the same suite at reduced size.
 chaos: venv browser
 	@$(STACK) with-stack -- env PY=$(PY) scripts/chaos $(PYTEST_ARGS)
+
+# The broker faults that once lost alerts, repeated (default 30 runs each) on a private
+# Kafka + FerretDB, every record checked against the backtest; not part of `make test`.
+# Runs are recorded under .stack/soak/, a tally is printed. E.g. SOAK_ARGS="--runs 5".
+soak: venv
+	@nice -n 10 $(PY) -m tests.chaos.soak $(SOAK_ARGS)
 
 # Refresh docs/screenshots from the browser tests (needs the stack: `make up` first).
 screenshots: venv browser

@@ -12,8 +12,16 @@ when its offset was deleted by retention. These adapters fix exactly that and no
   stops the dataflow;
 - an input offset that no longer exists is an error (``auto.offset.reset=error``), never a
   silent skip;
+- offsets the consumer passes over without returning their records (a gap in the offsets
+  returned, or a position beyond the last record returned) are an error naming the partition
+  and the offsets, unless the source is told the topic is compacted or transactional
+  (``allow_offset_gaps``), where such gaps are expected;
+- a record delivered again below the next expected offset (it was returned already in this
+  execution) is dropped, so it is judged once;
 - ``stop_at_end`` ends each partition at its high watermark as of start-up (backtests,
-  benchmarks).
+  benchmarks), re-confirmed with the broker, and only when every offset up to it was returned;
+- a sink that closes with messages unconfirmed says so (non-zero exit), instead of dropping
+  them at shutdown.
 """
 
 from __future__ import annotations
@@ -27,7 +35,14 @@ from typing import Any, NamedTuple
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from dataflows.edge import RawRecord
@@ -37,6 +52,10 @@ _log = logging.getLogger(__name__)
 
 class KafkaUnavailable(RuntimeError):
     """Kafka could not be reached or refused a write; the dataflow must stop (non-zero)."""
+
+
+class InputSkipped(KafkaUnavailable):
+    """The consumer moved past input records it never returned; they would go unjudged."""
 
 
 def list_partitions(
@@ -71,8 +90,10 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         batch_size: int,
         broker_timeout_s: float,
         stop_at_end: bool = False,
+        allow_offset_gaps: bool = False,
     ) -> None:
         self._topic = topic
+        self._allow_offset_gaps = allow_offset_gaps
         self._partition = partition
         self._batch_size = batch_size
         self._broker_timeout_s = broker_timeout_s
@@ -83,13 +104,15 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         config = {**config, "stats_cb": self._on_stats, "error_cb": self._on_error}
         self._consumer = Consumer(config)
         start = OFFSET_BEGINNING if resume_offset is None else resume_offset
-        self._offset = start
+        self._offset = start  # the next offset to return (negative: not known yet)
         # Stop-at-end drains what the partition held when we started: its high watermark
         # now, an explicit target instead of librdkafka's partition-EOF event (suspected of
         # ending one partition early in a two-process run: 98 alerts missing, exit 0).
         self._end: int | None = None
+        self._low_at_start: int | None = None
         if stop_at_end:
             low, self._end = self._watermarks(topic, partition)
+            self._low_at_start = low
             # An empty partition (or one already read to its end) has nothing to drain; no
             # fetch would ever move the position to tell us so.
             # A resumed partition that had read nothing yet snapshots OFFSET_BEGINNING (< 0).
@@ -97,22 +120,32 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
             self._eof = first >= self._end
         self._consumer.assign([TopicPartition(topic, partition, start)])
 
-    def _watermarks(self, topic: str, partition: int, timeout_s: float = 30.0) -> tuple[int, int]:
+    def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         """(low, high) of the partition, as the broker knows them now.
 
-        A broker that has just started can answer with unknown offsets (negative); taking one
-        as the end would end the partition at once and exit 0 with its alerts missing.
+        Asked within the broker timeout, like every other broker call of a running source: a
+        broker that is restarting refuses the request (unknown partition, transport errors)
+        or, just started, answers with unknown offsets (negative). Taking an unknown offset
+        as the end would end the partition at once and exit 0 with its alerts missing;
+        failing on a refusal would turn a short outage into a non-zero exit.
         """
+        timeout_s = self._broker_timeout_s
         deadline = time.monotonic() + timeout_s
         tp = TopicPartition(topic, partition)
         while True:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=timeout_s)
-            if low >= 0 and high >= 0:
-                return int(low), int(high)
+            try:
+                low, high = self._consumer.get_watermark_offsets(
+                    tp, timeout=max(0.1, min(5.0, deadline - time.monotonic()))
+                )
+                why = f"got {low}, {high}"
+                if low >= 0 and high >= 0:
+                    return int(low), int(high)
+            except KafkaException as exc:
+                why = str(exc)
             if time.monotonic() > deadline:
                 raise KafkaUnavailable(
                     f"the end offset of {topic}[{partition}] is unknown after {timeout_s:g}s "
-                    f"(got {low}, {high}); cannot tell where the input ends"
+                    f"({why}); cannot tell where the input ends"
                 )
             time.sleep(0.2)
 
@@ -156,17 +189,8 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
                 )
             )
         if batch:
-            if 0 <= self._offset < batch[0].offset:
-                # Compaction or transaction markers explain a gap; anything else is data the
-                # broker no longer serves. Logged so that a loss can be traced to its cause.
-                _log.warning(
-                    "input offsets skipped",
-                    extra={
-                        "partition": self._partition,
-                        "expected": self._offset,
-                        "got": batch[0].offset,
-                    },
-                )
+            batch = self._contiguous(batch)
+        if batch:
             self._read += len(batch)
             self._offset = batch[-1].offset + 1
             self._next_awake = None
@@ -186,6 +210,51 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
                     f"{self._broker_timeout_s:g}); stopping so that a supervisor restarts us"
                 )
         return batch
+
+    def _contiguous(self, batch: list[RawRecord]) -> list[RawRecord]:
+        """The batch without records returned already; an error on a gap before or inside it.
+
+        Offsets of one partition only grow, so a record below ``self._offset`` was returned in
+        this execution already (a re-delivery, e.g. after librdkafka re-validated its position
+        on a broker's return): judging it twice would count it twice. A record above it means
+        the consumer passed over records it never returned: those would go unjudged.
+        """
+        if self._offset >= 0 and batch[0].offset < self._offset:
+            fresh = [r for r in batch if r.offset >= self._offset]
+            _log.warning(
+                "input records delivered again, dropped",
+                extra={
+                    "partition": self._partition,
+                    "expected": self._offset,
+                    "got": batch[0].offset,
+                    "dropped": len(batch) - len(fresh),
+                },
+            )
+            batch = fresh
+        expected = self._offset
+        for rec in batch:
+            if 0 <= expected < rec.offset:
+                self._gap(expected, rec.offset)
+            expected = rec.offset + 1
+        return batch
+
+    def _gap(self, first_missing: int, next_returned: int) -> None:
+        """Offsets ``first_missing`` up to ``next_returned`` were passed over, never returned."""
+        where = {
+            "partition": self._partition,
+            "expected": first_missing,
+            "got": next_returned,
+        }
+        if self._allow_offset_gaps:
+            # Compaction or transaction markers explain gaps on such topics.
+            _log.warning("input offsets skipped", extra=where)
+            return
+        raise InputSkipped(
+            f"{self._topic}[{self._partition}]: offsets {first_missing}..{next_returned - 1} "
+            f"were passed over without being returned (next record at {next_returned}); "
+            "refusing to leave input unjudged. If the topic is compacted or written by a "
+            "transactional producer, gaps are expected: allow them (allow_offset_gaps)."
+        )
 
     def _end_confirmed(self, end: int) -> bool:
         """Reached the end taken at start: stop only if the broker still reports it.
@@ -210,13 +279,24 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
         return True
 
     def _drained(self) -> bool:
-        """At or past the end captured at start (position also skips transaction markers)."""
+        """At or past the end captured at start.
+
+        The consumer's position can be past the last record returned only when it passed
+        over records: transaction markers or compacted records on such topics, otherwise
+        input that would end the partition unjudged (an error naming the offsets).
+        """
         if self._end is None:
             return False
         if self._offset >= 0 and self._offset >= self._end:
             return True
         pos = self._consumer.position([TopicPartition(self._topic, self._partition)])[0].offset
-        return pos >= 0 and pos >= self._end
+        if pos is None or pos < 0 or pos < self._end:
+            return False
+        first = self._offset if self._offset >= 0 else self._low_at_start
+        if first is not None and first < pos:
+            self._gap(first, pos)
+        self._offset = pos
+        return True
 
     def next_awake(self) -> datetime | None:
         return self._next_awake
@@ -229,7 +309,11 @@ class _SourcePartition(StatefulSourcePartition[RawRecord, int]):
 
 
 class TransactionSource(FixedPartitionedSource[RawRecord, int]):
-    """All partitions of one topic; the offset of each is Bytewax-recovery state."""
+    """All partitions of one topic; the offset of each is Bytewax-recovery state.
+
+    ``allow_offset_gaps``: the topic is compacted or written by transactional producers, so
+    offsets without a record are expected; otherwise a gap stops the dataflow (``InputSkipped``).
+    """
 
     def __init__(
         self,
@@ -239,8 +323,10 @@ class TransactionSource(FixedPartitionedSource[RawRecord, int]):
         batch_size: int = 2000,
         stop_at_end: bool = False,
         broker_timeout_s: float = 60.0,
+        allow_offset_gaps: bool = False,
     ) -> None:
         self._bootstrap = bootstrap
+        self._allow_offset_gaps = allow_offset_gaps
         self._topic = topic
         self._extra = dict(extra_config or {})
         self._batch_size = batch_size
@@ -275,6 +361,7 @@ class TransactionSource(FixedPartitionedSource[RawRecord, int]):
             self._batch_size,
             self._broker_timeout_s,
             stop_at_end=self._stop_at_end,
+            allow_offset_gaps=self._allow_offset_gaps,
         )
 
 
@@ -311,6 +398,10 @@ class _SinkPartition(StatelessSinkPartition[OutMessage]):
                     self._on_retry()
                     self._producer.poll(0.05)
         # The batch must be durable before Bytewax may close the epoch (at-least-once).
+        self._confirm()
+
+    def _confirm(self) -> None:
+        """Every message produced so far is delivered, or a loud failure."""
         remaining = self._producer.flush(self._flush_timeout_s)
         if remaining:
             raise KafkaUnavailable(
@@ -323,7 +414,9 @@ class _SinkPartition(StatelessSinkPartition[OutMessage]):
             raise KafkaUnavailable(f"{count} message(s) to {self._topic!r} failed: {first}")
 
     def close(self) -> None:
-        self._producer.flush(self._flush_timeout_s)
+        # Nothing should be pending here (every batch was confirmed), but a shutdown must
+        # never drop an unconfirmed message quietly.
+        self._confirm()
 
 
 class CheckedKafkaSink(DynamicSink[OutMessage]):
