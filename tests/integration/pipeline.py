@@ -168,8 +168,30 @@ def _collect_errors(errors: list[str]) -> Callable[[Any, Any], None]:
 
 
 def produce(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
-    """Send values keyed by their ``account_id`` (or no key when not a JSON object)."""
-    producer = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5})
+    """Send values keyed by their ``account_id`` (or no key when not a JSON object), each
+    key's records in the order given.
+
+    The oracle judges ``values`` in this order, so the topic must hold them so: a plain
+    producer (not idempotent, many requests in flight) can retry a first batch that a
+    just-started broker refused behind later batches (issue #15: the "lost alerts" after an
+    exit 0). Idempotence keeps the order across retries; knowing every partition's leader
+    before the first message keeps messages out of the unassigned queue.
+    """
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        md = producer.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            md is not None
+            and md.error is None
+            and md.partitions
+            and all(p.leader >= 0 for p in md.partitions.values())
+        ):
+            break
+        assert time.monotonic() < deadline, f"{topic} has no leader for every partition"
+        time.sleep(0.1)
     errors: list[str] = []
     n = 0
     for v in values:
