@@ -129,7 +129,7 @@ class Currency(_Strict):
 
 
 class Labels(_Strict):
-    label_delay_days: int = Field(ge=0, le=90)
+    label_delay_days: int = Field(ge=1, le=90)
     compromised_days: float = Field(gt=0)
 
 

@@ -402,6 +402,9 @@ class DeadLetter:
 # --- fraud labels, contract v1 (``fraud-labels``) -----------------------------------------
 
 LABEL_SCHEMA_VERSION = 1
+# Chargeback windows are 120 days; analysts' verdicts come sooner. A label years after its
+# transaction is a data error, and would keep state alive long after it could matter.
+MAX_LABEL_DELAY = timedelta(days=400)
 LabelValue = Literal["fraud", "genuine"]
 LabelSource = Literal["chargeback", "analyst", "customer"]
 LABEL_SOURCES: tuple[str, ...] = ("chargeback", "analyst", "customer")
@@ -476,6 +479,13 @@ def parse_label(raw: bytes | None) -> FraudLabel:
     for name, ts in (("timestamp", label.timestamp), ("reported_at", label.reported_at)):
         if not (_MIN_TS <= ts < _MAX_TS):
             raise InvalidLabel("timestamp_out_of_range", f"{name} {ts} is outside 2000-2100")
+    if label.reported_at < label.timestamp:
+        raise InvalidLabel("invalid_label", "reported_at is before the transaction's timestamp")
+    if label.reported_at - label.timestamp > MAX_LABEL_DELAY:
+        raise InvalidLabel(
+            "invalid_label",
+            f"reported_at is more than {MAX_LABEL_DELAY.days} days after the transaction",
+        )
     if label.card_number is not None and not luhn_valid(label.card_number):
         raise InvalidLabel("luhn", "card_number fails the Luhn check")
     return label

@@ -81,6 +81,10 @@ class Detector:
         self.max_window_events = ruleset.engine.max_window_events
         self.dedupe_ms = ruleset.dedupe_horizon_ms
         self.compromised_ms = ruleset.compromised_ms
+        # A card whose next event comes later than this after its last activity may have been
+        # evicted (CardBook.evict: watermark - last > horizon, and nothing arrives older than
+        # the watermark minus the lateness).
+        self.idle_reset_ms = ruleset.eviction_horizon_ms - self.lateness_ms
         # Verdicts carry the card's habits only for tools that want features (backtest
         # --features-out): working them out costs a few exponentials per transaction.
         self.keep_habits = False
@@ -116,6 +120,10 @@ class Detector:
             return CardVerdict(e, 0.0, (), duplicate=True)
         if state.dh and id_hash(e.transaction_id) in state.dh:
             return CardVerdict(e, 0.0, (), duplicate=True)
+        if state.max_ts >= 0 and e.ts - state.last_activity > self.idle_reset_ms:
+            # Idle past every horizon: the stream may have evicted this card, so judge it as
+            # new either way (stream and backtest must agree whether or not eviction ran).
+            state.reset()
         amount = self.amount_in_base(e.amount, e.currency)
         late = state.max_ts >= 0 and e.ts < state.max_ts - self.lateness_ms
         ev = state.ev
@@ -213,7 +221,13 @@ class Detector:
         keep_short = n
         while keep_short > 0 and ev[(keep_short - 1) * STRIDE] >= short_since:
             keep_short -= 1
-        keep_profile = max(0, n - self.profile_size)
+        # The newest profile_size among transactions no arrival can still precede, plus all
+        # newer ones: so a later transaction never pushes one out of an earlier one's profile.
+        settled = n
+        settled_until = state.max_ts - self.lateness_ms
+        while settled > 0 and ev[(settled - 1) * STRIDE] > settled_until:
+            settled -= 1
+        keep_profile = max(0, settled - self.profile_size)
         profile_since = state.max_ts - self.profile_ms - self.lateness_ms
         while keep_profile < n and ev[keep_profile * STRIDE] < profile_since:
             keep_profile += 1

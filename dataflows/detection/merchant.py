@@ -167,10 +167,11 @@ class MerchantState:
 
     @property
     def last_day(self) -> int:
-        newest = self.days[-1] if self.days else -1
-        if self.labels:
-            newest = max(newest, *(r[3] for r in self.labels))
-        return newest
+        """The newest day with a transaction, or of a label's transaction when there is none
+        (a label alone must not move the window past the merchant's own sales)."""
+        if self.days:
+            return self.days[-1]
+        return max((r[3] for r in self.labels), default=-1)
 
     def pack(self) -> bytes:
         body = (
@@ -218,10 +219,13 @@ V = TypeVar("V", bound=Verdict)
 
 
 class MerchantBook:
-    """The packed states of one shard's merchants.
+    """One shard's merchants, kept as working objects and packed only for snapshots.
 
-    ``observe`` gives each transaction its merchant's view and then counts it; a merchant that
-    comes up several times in one call is unpacked and packed once.
+    Unlike cards (millions, kept packed to bound memory), merchants are few and busy: a batch
+    touches most of a shard's merchants, so packing them after every batch cost more than
+    packing them once per snapshot.
+
+    ``observe`` gives each transaction its merchant's view and then counts it.
     """
 
     __slots__ = ("delay_days", "keep_days", "merchants")
@@ -230,7 +234,9 @@ class MerchantBook:
         self.delay_days = delay_days
         # Delayed 30-day window + the delay + the guard day + today.
         self.keep_days = delay_days + max(WINDOWS_DAYS) + _GUARD_DAYS + 2
-        self.merchants: MerchantSnapshot = {} if merchants is None else dict(merchants)
+        self.merchants: dict[str, MerchantState] = {
+            mid: MerchantState.unpack(blob) for mid, blob in (merchants or {}).items()
+        }
 
     def __len__(self) -> int:
         return len(self.merchants)
@@ -239,16 +245,15 @@ class MerchantBook:
         """Views for the card verdicts among ``items`` (in order), each counted after its
         view unless it is a duplicate; labels are stored."""
         merchants = self.merchants
-        working: dict[str, MerchantState] = {}
+        touched: set[str] = set()
         out: list[tuple[V, MerchantView]] = []
         delay = self.delay_days
         for item in items:
             mid = item.merchant_id if isinstance(item, LabelEvent) else item.event.merchant_id
-            state = working.get(mid)
+            state = merchants.get(mid)
             if state is None:
-                blob = merchants.get(mid)
-                state = MerchantState() if blob is None else MerchantState.unpack(blob)
-                working[mid] = state
+                state = merchants[mid] = MerchantState()
+            touched.add(mid)
             if isinstance(item, LabelEvent):
                 state.add_label(item)
                 continue
@@ -256,26 +261,23 @@ class MerchantBook:
             out.append((item, state.view(e.ts, delay)))
             if not item.duplicate:
                 state.add(e.ts, item.amount)
-        for mid, state in working.items():
+        for mid in touched:
+            state = merchants[mid]
             state.prune(state.last_day, self.keep_days)
-            merchants[mid] = state.pack()
         return out
 
     def state_of(self, merchant_id: str) -> MerchantState | None:
-        blob = self.merchants.get(merchant_id)
+        blob = self.snapshot().get(merchant_id)
         return None if blob is None else MerchantState.unpack(blob)
 
     def evict(self, newest_ts: int) -> int:
         """Forget merchants with nothing left that any window could use."""
         newest_day = newest_ts // DAY_MS
-        idle = [
-            mid
-            for mid, blob in self.merchants.items()
-            if newest_day - _HEADER.unpack_from(blob)[0] > self.keep_days
-        ]
+        idle = [m for m, s in self.merchants.items() if newest_day - s.last_day > self.keep_days]
         for mid in idle:
             del self.merchants[mid]
         return len(idle)
 
     def snapshot(self) -> MerchantSnapshot:
-        return dict(self.merchants)
+        """Every merchant packed (independent of later changes)."""
+        return {mid: state.pack() for mid, state in self.merchants.items()}

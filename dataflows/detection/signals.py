@@ -86,7 +86,12 @@ class Window:
             count -= d
             amount -= d * ev[i * STRIDE + AMT]
         days = self.habit.month_days
-        return max(count, 0.0) / days, max(amount, 0.0) / days
+        # What is left after subtracting the burst may be rounding residue of a zero habit.
+        if count <= 1e-9 * max(self.habit.count_30d, 1.0):
+            count = 0.0
+        if amount <= 1e-9 * max(self.habit.amount_30d, 1e-12):
+            amount = 0.0
+        return count / days, amount / days
 
     def amounts(self, lo: int, hi: int) -> list[float]:
         return self.state.ev[lo * STRIDE + AMT : hi * STRIDE : STRIDE].tolist()

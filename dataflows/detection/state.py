@@ -115,7 +115,9 @@ class CardState:
         amounts = [0.0, 0.0, 0.0]
         first = h[_FIRST] if h is not None else math.inf
         if h is not None:
-            dt = t - settled
+            # A late transaction (before the settled time) sees the aggregate as it stands:
+            # never decay backwards, which would inflate it without bound.
+            dt = max(0.0, t - settled)
             for i, tau in enumerate(HABIT_TAUS_MS):
                 d = math.exp(-dt / tau)
                 counts[i] = h[2 + i] * d
@@ -174,20 +176,33 @@ class CardState:
     def compromised_at(self, t: int, period_ms: int) -> LabelRow | None:
         """The fraud label that makes the card known-compromised at event time ``t``, if any.
 
-        The newest label reported at or before ``t`` decides: a fraud label makes the card
-        compromised for ``period_ms``; a later genuine label (a reversed dispute, or an
-        analyst's false positive on this card) clears it.
+        Each labelled transaction has the verdict of its newest label reported at or before
+        ``t`` (a lost dispute reverses a fraud). The card is compromised by its newest fraud
+        verdict reported within ``period_ms``, unless a genuine verdict on a transaction never
+        reported as fraud came after it (an analyst found the card's later use genuine).
         """
         if not self.lab:
             return None
-        newest: LabelRow | None = None
+        newest: dict[int, LabelRow] = {}
+        ever_fraud: set[int] = set()
         for row in self.lab:
             if row[0] > t:
                 break
-            newest = row
-        if newest is None or not newest[1] or t - newest[0] > period_ms:
+            newest[row[2]] = row
+            if row[1]:
+                ever_fraud.add(row[2])
+        fraud = max((r for r in newest.values() if r[1]), default=None)
+        if fraud is None or t - fraud[0] > period_ms:
             return None
-        return newest
+        # A genuine verdict on a transaction never reported as fraud clears the card; a lost
+        # dispute (genuine after fraud on the same transaction) only reverses that one.
+        if any(not r[1] and r[0] > fraud[0] and r[2] not in ever_fraud for r in newest.values()):
+            return None
+        return fraud
+
+    def reset(self) -> None:
+        """Forget everything: what eviction does to a card idle past every horizon."""
+        self.__init__()  # type: ignore[misc]
 
     def prune_labels(self, keep_since: int) -> None:
         """Forget labels reported before ``keep_since``: they can no longer change a score."""

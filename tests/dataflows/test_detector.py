@@ -349,7 +349,8 @@ def test_state_is_pruned_by_event_time(ruleset: RuleSet) -> None:
         det.process(state, make_event(transaction_id=f"d{i}", ts=T0 + i * DAY), 0)
     oldest_kept = state.ts(0)
     assert state.max_ts - oldest_kept <= ruleset.profile_horizon_ms + ruleset.short_horizon_ms
-    assert len(state) <= max(ruleset.engine.profile_size, 1)
+    # The profile's transactions plus the newest, still inside the allowed lateness.
+    assert len(state) <= ruleset.engine.profile_size + 1
 
 
 def test_snapshot_round_trip_keeps_behaviour(ruleset: RuleSet) -> None:
@@ -456,3 +457,41 @@ def test_features_name_the_evidence_of_every_transaction(ruleset: RuleSet) -> No
     assert f["amount_vs_merchant_ticket"] == pytest.approx(16.0)
     assert f["signal_amount_vs_habit"] > 0
     assert f["signal_velocity_count"] == 0
+
+
+def test_a_later_arrival_never_pushes_a_transaction_out_of_an_earlier_ones_profile(
+    ruleset: RuleSet,
+) -> None:
+    det = only(ruleset, "location_anomaly", "amount_vs_habit")
+    size = ruleset.engine.profile_size
+    old = make_event(transaction_id="far", ts=T0, latitude=-23.55, longitude=-46.63, country="BR")
+    home = seq(size - 1, step_ms=HOUR, start=T0 + HOUR)
+    last = home[-1].ts
+    y = make_event(transaction_id="y", ts=last + 10 * MIN, latitude=-23.5, longitude=-46.6,
+                   country="BR")  # fmt: skip
+    x = make_event(transaction_id="x", ts=last + 12 * MIN)
+    in_order = run(det, [old, *home, y])[-1]
+    x_first = run(det, [old, *home, x, y])[-1]  # x happened after y but arrived first
+    assert not x_first.late
+    assert (x_first.score, fired(x_first)) == (in_order.score, fired(in_order))
+
+
+def test_a_card_idle_past_every_horizon_is_judged_as_new_evicted_or_not(ruleset: RuleSet) -> None:
+    det = Detector(ruleset)
+    state = CardState()
+    run(det, habit(20), state)
+    gap = ruleset.eviction_horizon_ms
+    later = seq(6, step_ms=MIN, start=T0 + 20 * DAY + gap, prefix="b")
+    kept = run(det, later, state)
+    fresh = run(det, later, CardState())  # what the stream does after evicting the card
+    assert [(o.score, fired(o)) for o in kept] == [(o.score, fired(o)) for o in fresh]
+
+
+def test_one_lost_dispute_does_not_clear_a_card_with_another_fraud(ruleset: RuleSet) -> None:
+    det = only(ruleset, "compromised_card")
+    state = CardState()
+    det.apply_label(state, label("t1", reported=T0))
+    det.apply_label(state, label("t2", reported=T0 + HOUR))
+    det.apply_label(state, label("t1", reported=T0 + 2 * HOUR, fraud=False))
+    out = run(det, [make_event(transaction_id="z", ts=T0 + 3 * HOUR)], state)[0]
+    assert fired(out) == ["compromised_card"]

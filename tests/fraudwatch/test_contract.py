@@ -175,3 +175,18 @@ def test_the_fast_path_decides_ordinary_messages_without_pydantic(
     wire, ts_ms = decode_transaction(txn_bytes(timestamp="2026-11-25T10:00:00.250Z"))
     assert wire.amount == 42.5
     assert ts_ms == 1_795_600_800_250  # 2026-11-25T10:00:00.250Z
+
+
+def test_a_label_reported_before_its_transaction_or_years_later_is_refused() -> None:
+    from fraudwatch.contract import InvalidLabel, parse_label
+
+    base = {
+        "transaction_id": "t", "card_token": "ab" * 16, "merchant_id": "m", "amount": 1.0,
+        "currency": "EUR", "label": "fraud", "timestamp": "2026-11-25T10:00:00Z",
+    }  # fmt: skip
+    ok = parse_label(json.dumps({**base, "reported_at": "2026-12-01T00:00:00Z"}).encode())
+    assert ok.label == "fraud"
+    for reported in ("2026-11-24T00:00:00Z", "2028-01-01T00:00:00Z"):
+        with pytest.raises(InvalidLabel) as err:
+            parse_label(json.dumps({**base, "reported_at": reported}).encode())
+        assert err.value.reason == "invalid_label"
