@@ -19,10 +19,11 @@ from dataflows.detection.scoring import Scorer, explain
 from dataflows.detection.signals import (
     CARD_SIGNALS,
     LATE_CARD_SIGNALS,
-    MERCHANT_SIGNALS,
     MerchantWindow,
     Signal,
     Window,
+    amount_vs_merchant,
+    merchant_risk,
 )
 from dataflows.detection.state import AMT, CP, LAT, LON, NO_HABIT, STRIDE, TS, CardState, Habit
 from dataflows.ruleset import RuleSet
@@ -139,7 +140,7 @@ class Detector:
             s = signal(w)
             if s is not None:
                 signals.append(s)
-        evidence = self._evidence(state, signals)
+        evidence = self._evidence(state, signals) if signals else ()
         if late:
             if e.ts >= state.max_ts - self.dedupe_ms:
                 state.remember(id_hash(e.transaction_id), e.ts)
@@ -149,7 +150,7 @@ class Detector:
             state.settle(state.max_ts - self.lateness_ms - 1)
             self._prune(state)
         if not self.keep_habits:
-            return CardVerdict(e, amount, tuple(signals), evidence, late=late)
+            return CardVerdict(e, amount, tuple(signals), evidence, late)
         median = w.card_median() or 0.0
         return CardVerdict(
             e, amount, tuple(signals), evidence, late=late, habit=w.habit, card_median=median
@@ -166,19 +167,20 @@ class Detector:
             return Outcome(e, None, duplicate=True)
         signals = list(v.signals)
         mw = MerchantWindow(e, v.amount, self.base, merchant, self.ruleset)
-        habit_spoke = any(s.rule == "amount_vs_habit" for s in signals)
-        for signal in MERCHANT_SIGNALS:
-            if habit_spoke and signal.__name__ == "amount_vs_merchant":
-                continue  # the card's own habit already judged the amount
-            s = signal(mw)
-            if s is not None:
-                signals.append(s)
+        risk = merchant_risk(mw)
+        if risk is not None:
+            signals.append(risk)
+        # The merchant's ticket only speaks where the card's own habit did not.
+        if not any(s.rule == "amount_vs_habit" for s in v.signals):
+            ticket = amount_vs_merchant(mw)
+            if ticket is not None:
+                signals.append(ticket)
         score = self.scorer.score(signals)
         alert = None
         if signals and self.scorer.alerts(score, signals):
             when = e.ts if detected_at is None else detected_at
             alert = self._alert(v, score, signals, when)
-        return Outcome(e, alert, late=v.late, score=score, signals=tuple(signals))
+        return Outcome(e, alert, v.late, False, score, tuple(signals))
 
     # ------------------------------------------------------------------ state
 

@@ -62,6 +62,12 @@ class Window:
         self._median: float | None = -1.0  # -1: not worked out yet
 
     @property
+    def history_days(self) -> float:
+        """Days since the card was first seen (cheap: no decayed sums needed)."""
+        first = self.state.first_seen
+        return 0.0 if first is None else max(0.0, (self.e.ts - first) / 86_400_000)
+
+    @property
     def habit(self) -> Habit:
         if self._habit is None:
             self._habit = self.state.habit_at(self.e.ts, self.pos)
@@ -174,11 +180,12 @@ def velocity_count(w: Window) -> Signal | None:
 
 def velocity_amount(w: Window) -> Signal | None:
     rule = w.ruleset.rules.velocity_amount
-    if not rule.enabled or w.habit.history_days < rule.min_history_days:
+    if not rule.enabled:
         return None
     lo = w.start_after(w.e.ts - rule.window_minutes * 60_000)
     count = w.pos - lo + 1
-    if count < rule.min_count:
+    # Cheap tests first: the habit costs a few exponentials.
+    if count < rule.min_count or w.history_days < rule.min_history_days:
         return None
     _, daily = w.usual_daily(lo)
     if daily <= 0:
@@ -291,11 +298,12 @@ def location_anomaly(w: Window) -> Signal | None:
 
 def card_activity(w: Window) -> Signal | None:
     rule = w.ruleset.rules.card_activity
-    h = w.habit
-    if not rule.enabled or h.history_days < rule.min_history_days:
+    if not rule.enabled:
         return None
     lo = w.start_after(w.e.ts - 86_400_000)
     count = w.pos - lo + 1
+    if count < rule.min_count or w.history_days < rule.min_history_days:
+        return None
     usual, _ = w.usual_daily(lo)
     if count < rule.min_count or count < rule.min_ratio * max(usual, 0.1):
         return None
@@ -308,6 +316,8 @@ def card_activity(w: Window) -> Signal | None:
 
 
 def compromised_card(w: Window) -> Signal | None:
+    if not w.state.lab:
+        return None
     rule = w.ruleset.rules.compromised_card
     if not rule.enabled:
         return None

@@ -101,6 +101,14 @@ class CardState:
     def ts(self, i: int) -> float:
         return self.ev[i * STRIDE]
 
+    @property
+    def first_seen(self) -> float | None:
+        """Event time of the card's first transaction judged in the windows (None: none)."""
+        first = self.hab[_FIRST] if self.hab is not None else None
+        if self.ids and (first is None or self.ev[0] < first):
+            first = self.ev[0]
+        return first
+
     def habit_at(self, t: int, pos: int) -> Habit:
         """The card's habits at event time ``t``, from its transactions before index ``pos``.
 
