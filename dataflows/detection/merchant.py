@@ -68,7 +68,7 @@ MerchantLabel = tuple[int, int, int, int]
 class MerchantState:
     """One merchant's daily counts and labels; see the module docstring."""
 
-    __slots__ = ("counts", "days", "labels", "lognum", "logs")
+    __slots__ = ("_cached", "_cached_day", "counts", "days", "labels", "lognum", "logs")
 
     def __init__(self) -> None:
         self.days = array("i")  # day numbers (epoch days), ascending
@@ -76,10 +76,16 @@ class MerchantState:
         self.logs = array("d")  # sum of log(amount) of that day's positive amounts
         self.lognum = array("i")  # how many positive amounts that is
         self.labels: list[MerchantLabel] = []
+        # The counts part of a view depends only on the day (and the days before yesterday):
+        # a busy merchant's transactions of one day share it. Not part of the packed state.
+        self._cached_day = -1
+        self._cached: tuple[int, int, int, int, float, int] = (0, 0, 0, 0, 0.0, 0)
 
     def add(self, ts: int, amount: float) -> None:
         """Count one transaction at event time ``ts``."""
         day = ts // DAY_MS
+        if day <= self._cached_day - 1 - _GUARD_DAYS:
+            self._cached_day = -1  # a late count for a day the cached view used
         days = self.days
         i = len(days) - 1
         while i >= 0 and days[i] > day:
@@ -113,25 +119,11 @@ class MerchantState:
     def view(self, ts: int, delay_days: int) -> MerchantView:
         """The merchant as known at event time ``ts`` (before counting that transaction)."""
         day = ts // DAY_MS
-        newest = day - 1 - _GUARD_DAYS  # newest day whose count is used
         delayed_end = day - delay_days - 1  # last day of the delayed windows
-        n = [0, 0, 0]
-        recent_n = 0
-        log_sum = 0.0
-        log_n = 0
-        for d, c, ls, ln in zip(self.days, self.counts, self.logs, self.lognum, strict=True):
-            if d > newest:
-                break
-            if d <= delayed_end:
-                age = delayed_end - d  # 0 = the newest delayed day
-                for j, k in enumerate(WINDOWS_DAYS):
-                    if age < k:
-                        n[j] += c
-            else:
-                recent_n += c
-            if d > newest - _TYPICAL_DAYS:
-                log_sum += ls
-                log_n += ln
+        if day != self._cached_day:
+            self._cached = self._counts(day, delayed_end)
+            self._cached_day = day
+        n1, n7, n30, recent_n, log_sum, log_n = self._cached
         f = [0, 0, 0]
         recent_f = 0
         if self.labels:
@@ -149,7 +141,29 @@ class MerchantState:
                 elif d <= day:
                     recent_f += 1
         typical = math.exp(log_sum / log_n) if log_n else 0.0
-        return MerchantView(n[0], n[1], n[2], f[0], f[1], f[2], recent_n, recent_f, typical, log_n)
+        return MerchantView(n1, n7, n30, f[0], f[1], f[2], recent_n, recent_f, typical, log_n)
+
+    def _counts(self, day: int, delayed_end: int) -> tuple[int, int, int, int, float, int]:
+        """Sales in the delayed 1/7/30-day windows and since, and the typical ticket's sums."""
+        newest = day - 1 - _GUARD_DAYS  # newest day whose count is used
+        n = [0, 0, 0]
+        recent_n = 0
+        log_sum = 0.0
+        log_n = 0
+        for d, c, ls, ln in zip(self.days, self.counts, self.logs, self.lognum, strict=True):
+            if d > newest:
+                break
+            if d <= delayed_end:
+                age = delayed_end - d  # 0 = the newest delayed day
+                for j, k in enumerate(WINDOWS_DAYS):
+                    if age < k:
+                        n[j] += c
+            else:
+                recent_n += c
+            if d > newest - _TYPICAL_DAYS:
+                log_sum += ls
+                log_n += ln
+        return n[0], n[1], n[2], recent_n, log_sum, log_n
 
     def _label_rows(self) -> list[LabelRow]:
         return [(r, fr, h) for r, fr, h, _ in self.labels]
@@ -162,6 +176,7 @@ class MerchantState:
             cut += 1
         if cut:
             del self.days[:cut], self.counts[:cut], self.logs[:cut], self.lognum[:cut]
+            self._cached_day = -1
         if self.labels and min(r[3] for r in self.labels) < oldest:
             self.labels = [r for r in self.labels if r[3] >= oldest]
 
