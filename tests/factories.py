@@ -37,6 +37,21 @@ def make_txn(**overrides: Any) -> dict[str, Any]:
     return txn
 
 
+def make_chargeback(card: int, tx: str, reported: str, verdict: str = "fraud") -> dict[str, Any]:
+    """A v1 fraud label as a chargeback on ``make_pan(card)``'s transaction ``tx``."""
+    return {
+        "transaction_id": tx,
+        "card_number": make_pan(card),
+        "merchant_id": "m-1",
+        "timestamp": "2025-11-25T10:00:00Z",
+        "amount": 25.0,
+        "currency": "EUR",
+        "label": verdict,
+        "reported_at": reported,
+        "source": "chargeback",
+    }
+
+
 def txn_bytes(**overrides: Any) -> bytes:
     return json.dumps(make_txn(**overrides)).encode()
 

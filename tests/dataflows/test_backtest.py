@@ -11,21 +11,7 @@ from click.testing import CliRunner
 
 from dataflows.backtest import main
 from dataflows.detection.features import FEATURE_NAMES
-from tests.factories import make_pan, traffic
-
-
-def _chargeback(card: int, tx: str, reported: str) -> dict:
-    return {
-        "transaction_id": tx,
-        "card_number": make_pan(card),
-        "merchant_id": "m-1",
-        "timestamp": "2025-11-25T10:00:00Z",
-        "amount": 25.0,
-        "currency": "EUR",
-        "label": "fraud",
-        "reported_at": reported,
-        "source": "chargeback",
-    }
+from tests.factories import make_chargeback, traffic
 
 
 def test_scores_features_and_alerts_cover_every_valid_transaction_once(tmp_path: Path) -> None:
@@ -34,7 +20,7 @@ def test_scores_features_and_alerts_cover_every_valid_transaction_once(tmp_path:
     tx.write_bytes(b"\n".join([*values, values[0], b"{broken"]) + b"\n")  # a re-send, a bad one
     labels = tmp_path / "labels.jsonl"
     labels.write_text(
-        json.dumps(_chargeback(2, "c2-t0", "2025-11-25T10:06:00Z")) + "\n" + '{"bad": 1}\n'
+        json.dumps(make_chargeback(2, "c2-t0", "2025-11-25T10:06:00Z")) + "\n" + '{"bad": 1}\n'
     )
     result = CliRunner().invoke(
         main,

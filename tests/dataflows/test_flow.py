@@ -18,7 +18,7 @@ from dataflows.edge import RawRecord
 from dataflows.fraud import STEP_IDS, Sinks, build_flow
 from dataflows.ruleset import load_ruleset
 from dataflows.settings import DataflowSettings
-from tests.factories import find_pans, make_txn, traffic
+from tests.factories import find_pans, make_chargeback, make_txn, traffic
 
 KEY = "test-token-key"
 BAD = [
@@ -134,21 +134,7 @@ def test_alerts_equal_the_backtest_oracle_and_bad_input_is_dead_lettered_once() 
 
 
 def chargeback(card: int, tx: str, reported: str, verdict: str = "fraud") -> bytes:
-    from tests.factories import make_pan
-
-    return json.dumps(
-        {
-            "transaction_id": tx,
-            "card_number": make_pan(card),
-            "merchant_id": "m-1",
-            "timestamp": "2025-11-25T10:00:00Z",
-            "amount": 25.0,
-            "currency": "EUR",
-            "label": verdict,
-            "reported_at": reported,
-            "source": "chargeback",
-        }
-    ).encode()
+    return json.dumps(make_chargeback(card, tx, reported, verdict)).encode()
 
 
 def test_labels_make_the_stream_alert_like_the_backtest_and_bad_labels_are_dead_lettered() -> None:

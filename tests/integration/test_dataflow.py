@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import find_pans, make_txn, traffic
+from tests.factories import find_pans, make_chargeback, make_txn, traffic
 from tests.integration.pipeline import (
     PipelineEnv,
     consume_all,
@@ -170,21 +170,7 @@ def test_labels_on_the_topic_make_the_pipeline_score_like_the_backtest(
 
 
 def chargeback(card: int, tx: str, reported: str, verdict: str = "fraud") -> bytes:
-    from tests.factories import make_pan
-
-    return json.dumps(
-        {
-            "transaction_id": tx,
-            "card_number": make_pan(card),
-            "merchant_id": "m-1",
-            "timestamp": "2025-11-25T10:00:00Z",
-            "amount": 25.0,
-            "currency": "EUR",
-            "label": verdict,
-            "reported_at": reported,
-            "source": "chargeback",
-        }
-    ).encode()
+    return json.dumps(make_chargeback(card, tx, reported, verdict)).encode()
 
 
 def test_stop_at_end_confirms_the_end_and_drains_what_arrived_after_start(
