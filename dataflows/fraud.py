@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 import bytewax.operators as op
 import orjson
@@ -93,6 +93,10 @@ STEP_IDS = (
 )
 
 T = TypeVar("T")
+V_in = TypeVar("V_in")
+V_out = TypeVar("V_out")
+S = TypeVar("S")
+S_co = TypeVar("S_co", covariant=True)
 
 
 @dataclass
@@ -121,37 +125,29 @@ def merchant_shard_of(merchant_id: str, shards: int) -> int:
     return zlib.crc32(merchant_id.encode()) % shards
 
 
-class CardShardLogic(StatefulBatchLogic[list[CardItem], list[CardVerdict], BookSnapshot]):
-    """One shard's cards inside Bytewax: card signals, labels, eviction of idle cards."""
+class Book(Protocol[S_co]):
+    """What a shard's book offers the Bytewax wrapper: its size and a snapshot."""
 
-    __slots__ = ("book", "check_at", "eviction_every", "horizon_ms", "watermarks")
+    def __len__(self) -> int: ...
+    def snapshot(self) -> S_co: ...
 
-    def __init__(
-        self,
-        detector: Detector,
-        resume: BookSnapshot | None,
-        eviction_every: timedelta,
-        watermarks: PartitionWatermarks,
-    ) -> None:
-        self.book = CardBook(detector, resume)
+
+class ShardLogic(StatefulBatchLogic[V_in, V_out, S]):
+    """A shard's book inside Bytewax: every ``eviction_every`` (wall clock) its idle entries
+    are evicted (``evict_idle``), and a shard left empty is discarded."""
+
+    __slots__ = ("book", "check_at", "eviction_every")
+
+    def __init__(self, book: Book[S], eviction_every: timedelta) -> None:
+        self.book = book
         self.eviction_every = eviction_every
-        self.horizon_ms = detector.ruleset.eviction_horizon_ms
         self.check_at = datetime.now(UTC) + eviction_every
-        self.watermarks = watermarks
 
-    def on_batch(self, values: list[list[CardItem]]) -> tuple[list[list[CardVerdict]], bool]:
-        judge = self.book.judge
-        see = self.watermarks.see
-        out = []
-        for items in values:
-            out.append(judge(items))
-            see(items)
-        return out, StatefulBatchLogic.RETAIN
+    def evict_idle(self) -> None:
+        raise NotImplementedError
 
-    def on_notify(self) -> tuple[list[list[CardVerdict]], bool]:
-        evicted = self.book.evict(self.watermarks.marks, self.horizon_ms)
-        if evicted:
-            metrics.CARDS_EVICTED.inc(evicted)
+    def on_notify(self) -> tuple[list[V_out], bool]:
+        self.evict_idle()
         if not self.book:
             return [], StatefulBatchLogic.DISCARD
         self.check_at = datetime.now(UTC) + self.eviction_every
@@ -160,30 +156,61 @@ class CardShardLogic(StatefulBatchLogic[list[CardItem], list[CardVerdict], BookS
     def notify_at(self) -> datetime | None:
         return self.check_at
 
-    def snapshot(self) -> BookSnapshot:
+    def snapshot(self) -> S:
         return self.book.snapshot()
+
+
+class CardShardLogic(ShardLogic[list[CardItem], list[CardVerdict], BookSnapshot]):
+    """One shard's cards inside Bytewax: card signals, labels, eviction of idle cards."""
+
+    __slots__ = ("cards", "horizon_ms", "watermarks")
+
+    def __init__(
+        self,
+        detector: Detector,
+        resume: BookSnapshot | None,
+        eviction_every: timedelta,
+        watermarks: PartitionWatermarks,
+    ) -> None:
+        self.cards = CardBook(detector, resume)
+        super().__init__(self.cards, eviction_every)
+        self.horizon_ms = detector.ruleset.eviction_horizon_ms
+        self.watermarks = watermarks
+
+    def on_batch(self, values: list[list[CardItem]]) -> tuple[list[list[CardVerdict]], bool]:
+        judge = self.cards.judge
+        see = self.watermarks.see
+        out = []
+        for items in values:
+            out.append(judge(items))
+            see(items)
+        return out, StatefulBatchLogic.RETAIN
+
+    def evict_idle(self) -> None:
+        evicted = self.cards.evict(self.watermarks.marks, self.horizon_ms)
+        if evicted:
+            metrics.CARDS_EVICTED.inc(evicted)
 
 
 MerchantItem = CardVerdict | LabelEvent
 
 
-class MerchantShardLogic(StatefulBatchLogic[list[MerchantItem], list[Outcome], MerchantSnapshot]):
+class MerchantShardLogic(ShardLogic[list[MerchantItem], list[Outcome], MerchantSnapshot]):
     """One shard's merchants: learned merchant risk, then each transaction's score and alert."""
 
-    __slots__ = ("book", "check_at", "detector", "eviction_every", "newest_ts")
+    __slots__ = ("detector", "merchants", "newest_ts")
 
     def __init__(
         self, detector: Detector, resume: MerchantSnapshot | None, eviction_every: timedelta
     ) -> None:
         self.detector = detector
-        self.book = MerchantBook(detector.ruleset.labels.label_delay_days, resume)
-        self.eviction_every = eviction_every
-        self.check_at = datetime.now(UTC) + eviction_every
+        self.merchants = MerchantBook(detector.ruleset.labels.label_delay_days, resume)
+        super().__init__(self.merchants, eviction_every)
         self.newest_ts = -1
 
     def on_batch(self, values: list[list[MerchantItem]]) -> tuple[list[list[Outcome]], bool]:
         now_ms = time.time_ns() // 1_000_000
-        observe = self.book.observe
+        observe = self.merchants.observe
         finish = self.detector.finish
         out = []
         for items in values:
@@ -193,19 +220,9 @@ class MerchantShardLogic(StatefulBatchLogic[list[MerchantItem], list[Outcome], M
                 out.append([finish(v, view, now_ms) for v, view in viewed])
         return out, StatefulBatchLogic.RETAIN
 
-    def on_notify(self) -> tuple[list[list[Outcome]], bool]:
+    def evict_idle(self) -> None:
         if self.newest_ts >= 0:
-            self.book.evict(self.newest_ts)
-        if not self.book:
-            return [], StatefulBatchLogic.DISCARD
-        self.check_at = datetime.now(UTC) + self.eviction_every
-        return [], StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        return self.check_at
-
-    def snapshot(self) -> MerchantSnapshot:
-        return self.book.snapshot()
+            self.merchants.evict(self.newest_ts)
 
 
 @dataclass(frozen=True)

@@ -401,13 +401,11 @@ class DeadLetter:
 
 # --- fraud labels, contract v1 (``fraud-labels``) -----------------------------------------
 
-LABEL_SCHEMA_VERSION = 1
 # Chargeback windows are 120 days; analysts' verdicts come sooner. A label years after its
 # transaction is a data error, and would keep state alive long after it could matter.
 MAX_LABEL_DELAY = timedelta(days=400)
 LabelValue = Literal["fraud", "genuine"]
 LabelSource = Literal["chargeback", "analyst", "customer"]
-LABEL_SOURCES: tuple[str, ...] = ("chargeback", "analyst", "customer")
 
 
 class FraudLabel(BaseModel):

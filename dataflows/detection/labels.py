@@ -9,9 +9,12 @@ labels are idempotent because the same (transaction, reported time, verdict) is 
 from __future__ import annotations
 
 from hashlib import blake2b
+from typing import TypeVar
 
 # One label in state: (reported time ms, 1 = fraud / 0 = genuine, transaction id hash).
 LabelRow = tuple[int, int, int]
+# Cards keep LabelRows; merchants add the transaction's day. Both sort by reported time first.
+Row = TypeVar("Row", bound=tuple[int, ...])
 
 
 def id_hash(transaction_id: str) -> int:
@@ -21,7 +24,7 @@ def id_hash(transaction_id: str) -> int:
     )
 
 
-def add_label(rows: list[LabelRow], row: LabelRow) -> bool:
+def add_label(rows: list[Row], row: Row) -> bool:
     """Add ``row`` unless it is already there; keeps ``rows`` sorted. True if added."""
     if row in rows:
         return False

@@ -27,12 +27,13 @@ from array import array
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol, TypeVar
 
-from dataflows.detection.labels import LabelRow, fraud_known_at, id_hash
+from dataflows.detection.labels import LabelRow, add_label, fraud_known_at, id_hash
 from fraudwatch.contract import CardEvent, LabelEvent
 
 DAY_MS = 86_400_000
 WINDOWS_DAYS = (1, 7, 30)
 _TYPICAL_DAYS = 30
+_LOG_SCALE = 2**32  # fixed-point unit of the daily log-amount sums
 _GUARD_DAYS = 1  # the newest complete day used is D-2... see the module docstring
 
 
@@ -73,13 +74,15 @@ class MerchantState:
     def __init__(self) -> None:
         self.days = array("i")  # day numbers (epoch days), ascending
         self.counts = array("i")  # transactions that day
-        self.logs = array("d")  # sum of log(amount) of that day's positive amounts
+        # Sum of log(amount) of that day's positive amounts, in fixed point: integer sums are
+        # exact in any order, so the view does not depend on how partitions interleave.
+        self.logs = array("q")
         self.lognum = array("i")  # how many positive amounts that is
         self.labels: list[MerchantLabel] = []
         # The counts part of a view depends only on the day (and the days before yesterday):
         # a busy merchant's transactions of one day share it. Not part of the packed state.
         self._cached_day = -1
-        self._cached: tuple[int, int, int, int, float, int] = (0, 0, 0, 0, 0.0, 0)
+        self._cached: tuple[int, int, int, int, int, int] = (0, 0, 0, 0, 0, 0)
 
     def add(self, ts: int, amount: float) -> None:
         """Count one transaction at event time ``ts``."""
@@ -96,10 +99,10 @@ class MerchantState:
             i += 1
             days.insert(i, day)
             self.counts.insert(i, 1)
-            self.logs.insert(i, 0.0)
+            self.logs.insert(i, 0)
             self.lognum.insert(i, 0)
         if amount > 0:
-            self.logs[i] += math.log(amount)
+            self.logs[i] += round(math.log(amount) * _LOG_SCALE)
             self.lognum[i] += 1
 
     def add_label(self, label: LabelEvent) -> bool:
@@ -110,11 +113,7 @@ class MerchantState:
             id_hash(label.transaction_id),
             label.ts // DAY_MS,
         )
-        if row in self.labels:
-            return False
-        self.labels.append(row)
-        self.labels.sort()
-        return True
+        return add_label(self.labels, row)
 
     def view(self, ts: int, delay_days: int) -> MerchantView:
         """The merchant as known at event time ``ts`` (before counting that transaction)."""
@@ -140,15 +139,15 @@ class MerchantState:
                             f[j] += 1
                 elif d <= day:
                     recent_f += 1
-        typical = math.exp(log_sum / log_n) if log_n else 0.0
+        typical = math.exp(log_sum / _LOG_SCALE / log_n) if log_n else 0.0
         return MerchantView(n1, n7, n30, f[0], f[1], f[2], recent_n, recent_f, typical, log_n)
 
-    def _counts(self, day: int, delayed_end: int) -> tuple[int, int, int, int, float, int]:
+    def _counts(self, day: int, delayed_end: int) -> tuple[int, int, int, int, int, int]:
         """Sales in the delayed 1/7/30-day windows and since, and the typical ticket's sums."""
         newest = day - 1 - _GUARD_DAYS  # newest day whose count is used
         n = [0, 0, 0]
         recent_n = 0
-        log_sum = 0.0
+        log_sum = 0
         log_n = 0
         for d, c, ls, ln in zip(self.days, self.counts, self.logs, self.lognum, strict=True):
             if d > newest:

@@ -16,7 +16,7 @@ import struct
 from array import array
 from typing import NamedTuple
 
-from dataflows.detection.labels import LabelRow
+from dataflows.detection.labels import LabelRow, add_label
 
 # One transaction in state is STRIDE doubles in ``CardState.ev``: event time (epoch ms),
 # amount in the base currency, latitude, longitude, card-present flag.
@@ -175,11 +175,7 @@ class CardState:
         """Keep a label reported on this card (idempotent). True if it was new."""
         if self.lab is None:
             self.lab = []
-        if row in self.lab:
-            return False
-        self.lab.append(row)
-        self.lab.sort()
-        return True
+        return add_label(self.lab, row)
 
     def compromised_at(self, t: int, period_ms: int) -> LabelRow | None:
         """The fraud label that makes the card known-compromised at event time ``t``, if any.

@@ -86,6 +86,33 @@ def keys_out_of_order(
     return bad + (keyless_sent != keyless_held)
 
 
+def ordered_producer(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Producer:
+    """A producer that keeps each key's records in the order sent, once ``topic`` has a
+    leader for every partition (issue #15: a plain producer can retry a just-started broker's
+    first batch behind later ones; idempotence keeps the order across retries, and a known
+    leader keeps messages out of the unassigned queue)."""
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,  # acks=all, retries keep the order
+            "linger.ms": 5,
+        }
+    )
+    deadline = time.monotonic() + timeout_s
+    while True:
+        md = producer.list_topics(topic, timeout=10).topics.get(topic)
+        if (
+            md is not None
+            and md.error is None
+            and md.partitions
+            and all(p.leader >= 0 for p in md.partitions.values())
+        ):
+            return producer
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic} has no leader for every partition after {timeout_s:g} s")
+        time.sleep(0.1)
+
+
 def produce_in_order(
     bootstrap: str, topic: str, values: Sequence[bytes], verify: bool = True
 ) -> int:
@@ -94,26 +121,7 @@ def produce_in_order(
     Raises ``InputOutOfOrder`` if the topic does not hold exactly what was sent, per key in
     order (``verify=False`` skips the read-back, for a topic that already held records).
     """
-    producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,  # acks=all, retries keep the order
-            "linger.ms": 5,
-        }
-    )
-    deadline = time.monotonic() + 30
-    while True:  # every partition's leader known before the first message
-        md = producer.list_topics(topic, timeout=10).topics.get(topic)
-        if (
-            md is not None
-            and md.error is None
-            and md.partitions
-            and all(p.leader >= 0 for p in md.partitions.values())
-        ):
-            break
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{topic} has no leader for every partition after 30 s")
-        time.sleep(0.1)
+    producer = ordered_producer(bootstrap, topic)
     errors: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from dataflows.backtest import run_backtest
 from dataflows.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from fraudwatch.devstack import REPO_ROOT, ensure_topics
+from tests.chaos.input import ordered_producer
 
 TOKEN_KEY = "integration-test-token-key"
 
@@ -174,24 +175,9 @@ def produce(bootstrap: str, topic: str, values: Iterable[bytes]) -> int:
     The oracle judges ``values`` in this order, so the topic must hold them so: a plain
     producer (not idempotent, many requests in flight) can retry a first batch that a
     just-started broker refused behind later batches (issue #15: the "lost alerts" after an
-    exit 0). Idempotence keeps the order across retries; knowing every partition's leader
-    before the first message keeps messages out of the unassigned queue.
+    exit 0): ``ordered_producer`` keeps it.
     """
-    producer = Producer(
-        {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        md = producer.list_topics(topic, timeout=10).topics.get(topic)
-        if (
-            md is not None
-            and md.error is None
-            and md.partitions
-            and all(p.leader >= 0 for p in md.partitions.values())
-        ):
-            break
-        assert time.monotonic() < deadline, f"{topic} has no leader for every partition"
-        time.sleep(0.1)
+    producer = ordered_producer(bootstrap, topic)
     errors: list[str] = []
     n = 0
     for v in values:
