@@ -46,6 +46,8 @@ TOPICS: dict[str, int] = {
     "payment-transactions-dlq": 1,
     "fraud-labels": 3,
     "fraud-scores": 3,
+    # One partition: the trainer reads the feature log in the order the dataflow wrote it.
+    "fraud-features": 1,
 }
 
 
