@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from webapp.model_registry import MODEL_HEALTH, MODELS
+
 Doc = dict[str, Any]
 
 
@@ -99,3 +101,35 @@ def health_days(first: str, count: int, **overrides: Any) -> list[Doc]:
     return [
         make_health_doc((start + timedelta(days=i)).isoformat(), **overrides) for i in range(count)
     ]
+
+
+def seed_registry(mongo_db: Any, *, drift_on: str | None = None) -> None:
+    """The formula, two promoted models and a rejected candidate; 10 days of health, the
+    newest two without an AP yet; ``drift_on`` marks one day as drift (with a low AP)."""
+    mongo_db[MODELS].insert_many(
+        [
+            make_formula_doc(),
+            make_model_doc(
+                "gbm-20261011-9f8e7d",
+                effective_day="2026-10-11",
+                trained_at=make_model_doc()["trained_at"] - timedelta(days=1),
+                metrics={"validation_ap": 0.598, "current_version": "formula-v1"},
+            ),
+            make_model_doc(),  # gbm-20261012-a1b2c3, promoted, scores from 2026-10-12
+            make_model_doc(
+                "gbm-20261013-c0ffee",
+                status="rejected",
+                effective_day=None,
+                trained_at=make_model_doc()["trained_at"] + timedelta(days=1),
+                metrics={"validation_ap": 0.571, "current_ap": 0.612},
+                reason="rejected: AP 0.571 on 2026-10-05 < current gbm-20261012-a1b2c3 0.612",
+            ),
+        ]
+    )
+    days = health_days("2026-10-03", 10)
+    for doc in days[-2:]:
+        doc.update(day_ap=None, alert_precision=None, labelled_alerts=0)
+    for doc in days:
+        if doc["day"] == drift_on:
+            doc.update(drift=True, day_ap=0.214)
+    mongo_db[MODEL_HEALTH].insert_many(days)
