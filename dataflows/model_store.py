@@ -19,6 +19,7 @@ writes the same documents.
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import DESCENDING, ReplaceOne
@@ -76,15 +77,16 @@ class ModelStore:
                 upsert=True,
             )
         if decision.model_doc is not None:
-            self.db[MODELS].replace_one(
-                {"_id": decision.model_doc["_id"]}, decision.model_doc, upsert=True
-            )
+            doc = {**decision.model_doc, "trained_at": datetime.now(UTC)}
+            self.db[MODELS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
         self.db[OPERATING_POINTS].replace_one(
             {"_id": point.day}, operating_point_doc(point), upsert=True
         )
 
     def publish_formula(self, doc: Doc) -> None:
-        self.db[MODELS].replace_one({"_id": doc["_id"]}, doc, upsert=True)
+        """Record the formula as a version (once: its first appearance is kept)."""
+        if self.db[MODELS].find_one({"_id": doc["_id"]}, {"_id": 1}) is None:
+            self.db[MODELS].insert_one({**doc, "trained_at": datetime.now(UTC)})
 
     def write_health(self, docs: list[Doc]) -> None:
         if docs:
