@@ -90,8 +90,13 @@ class ModelStore:
 
     def write_health(self, docs: list[Doc]) -> None:
         if docs:
+            now = datetime.now(UTC)
             self.db[MODEL_HEALTH].bulk_write(
-                [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs], ordered=False
+                [
+                    ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": now}, upsert=True)
+                    for d in docs
+                ],
+                ordered=False,
             )
 
     def decided_days(self) -> dict[str, Doc]:

@@ -40,8 +40,9 @@ def seed_history(days: float) -> int:
     start_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
     print(f"[run] seeding {days:g} days of labelled history ending now (first run only) ...")
     proc = subprocess.run(
-        [sys.executable, "-m", "producer", "generate", "--rate", "max", "--cards", "2000",
+        [sys.executable, "-m", "producer", "generate", "--rate", "max", "--cards", "4000",
          "--seed", "2026", "--start", start_text, "--days", f"{days:g}", "--bad-ratio", "0",
+         "--fraud-ratio", "0.01",
          "--send-chargebacks", "--log-interval", "30"],
         cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
     )  # fmt: skip

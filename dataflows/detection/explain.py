@@ -142,9 +142,10 @@ def top_families(
     """The families that raised the score most (positive contributions only), strongest first,
     with every always-alert signal that fired among them."""
     by_family = family_contributions(contributions, signals)
-    ranked = sorted(
-        ((f, c) for f, c in by_family.items() if c > 0), key=lambda fc: (-fc[1], fc[0])
-    )[:top]
+    ordered = sorted(by_family.items(), key=lambda fc: (-fc[1], fc[0]))
+    # An alert always says something: with no evidence above the bias (a low threshold), the
+    # three families that weighed most in its favour.
+    ranked = [(f, c) for f, c in ordered if c > 0][:top] or ordered[:3]
     named = {f for f, _ in ranked}
     for s in signals:
         if s.always_alert and s.rule not in named:

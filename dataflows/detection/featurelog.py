@@ -14,6 +14,7 @@ a trainer refuses rows of another feature set.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import zlib
 from typing import Any, NamedTuple
@@ -56,7 +57,7 @@ class Sampler:
         self.floor = floor
         self.rate = rate
         self.seed = seed.to_bytes(8, "big", signed=True)
-        self.cut = int(rate * 2**32)
+        self.cut = int(rate * 2**64)
         # The formula's score reaches the floor exactly when its logit does.
         self.formula_floor = math.log(floor / (1 - floor)) - math.log(prior / (1 - prior))
 
@@ -70,7 +71,8 @@ class Sampler:
             or o.features[_FORMULA] >= self.formula_floor
         ):
             return 1.0
-        if zlib.crc32(o.event.transaction_id.encode(), zlib.crc32(self.seed)) < self.cut:
+        h = hashlib.blake2b(o.event.transaction_id.encode(), digest_size=8, key=self.seed)
+        if int.from_bytes(h.digest(), "big") < self.cut:
             return 1.0 / self.rate
         return 0.0
 

@@ -90,6 +90,7 @@ class TrainingConfig:
     budget_days: int = 7
     grace_ms: int = 3_600_000
     drift_ratio: float = 0.6  # a final day's AP below this share of validation AP is drift
+    drift_min_frauds: int = 10  # ...on a day with at least this many labelled frauds (noise)
     health_days: int = 30
     k: int = 100  # card precision@k in the health view
     params: dict[str, Any] = field(default_factory=lambda: dict(LIGHTGBM_PARAMS))
@@ -394,6 +395,7 @@ class Trainer:
             drift = (
                 day_ap is not None
                 and validation_ap is not None
+                and int(fraud.sum()) >= c.drift_min_frauds
                 and day_ap < c.drift_ratio * validation_ap
             )
             docs.append(
