@@ -23,8 +23,8 @@ class LearningSettings(BaseSettings):
     alert_budget_cards_per_day: int = Field(default=100, ge=0)
     # The feature log keeps every transaction scoring at least the floor (or alerted) and a
     # seeded sample of the rest, weighted by 1 / rate.
-    feature_log_floor: float = Field(default=0.02, gt=0, lt=1)
-    feature_log_rate: float = Field(default=0.05, gt=0, le=1)
+    feature_log_floor: float = Field(default=0.05, gt=0, lt=1)
+    feature_log_rate: float = Field(default=0.02, gt=0, le=1)
     feature_log_seed: int = 7
     # Training window: the latest N days whose labels count as final (label_delay_days back).
     trainer_window_days: int = Field(default=14, ge=1, le=90)

@@ -57,6 +57,7 @@ LIGHTGBM_PARAMS: dict[str, Any] = {
     "num_leaves": 31,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.8,
+    # Regularisation was worth more than the choice of library (docs/model-choice.md).
     "lambda_l2": 1.0,
     "deterministic": True,
     "force_row_wise": True,
