@@ -67,7 +67,11 @@ def load_records(path: Path, partitions: int, limit: int | None = None) -> list[
 
 
 def run(
-    records: list[RawRecord], snapshot_s: float, batch_size: int, recovery: bool = True
+    records: list[RawRecord],
+    snapshot_s: float,
+    batch_size: int,
+    recovery: bool = True,
+    model_file: Path | None = None,
 ) -> dict[str, Any]:
     counts: dict[str, int] = {}
     optional: dict[str, Any] = {}
@@ -81,7 +85,21 @@ def run(
         **optional,
     )
     settings = DataflowSettings()
-    flow = build_flow(settings, source=TestingSource(records, batch_size=batch_size), sinks=sinks)
+    extra: dict[str, Any] = {}
+    if model_file is not None:
+        from dataflows.detection.policy import GbmModel, OperatingPoint, PolicyBook
+
+        model = GbmModel.from_text(model_file.stem, model_file.read_text())
+
+        def one_model(book: PolicyBook) -> int:
+            if len(book):
+                return 0
+            book.add(OperatingPoint("bench", -(2**62), model, 0.5))
+            return 1
+
+        extra["model_source"] = one_model
+    source = TestingSource(records, batch_size=batch_size)
+    flow = build_flow(settings, source=source, sinks=sinks, **extra)
     with tempfile.TemporaryDirectory(prefix="fraudwatch-engine-") as tmp:
         kw: dict[str, Any] = {"epoch_interval": timedelta(seconds=snapshot_s)}
         if recovery:

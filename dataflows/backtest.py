@@ -211,6 +211,12 @@ def decision_record(d: Decision) -> dict[str, object]:
     help="Write the trainer's daily decisions (JSON lines: operating point, model document).",
 )
 @click.option(
+    "--models-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Write each promoted model's artifact there (<version>.txt, LightGBM's text format).",
+)
+@click.option(
     "--budget",
     type=int,
     default=None,
@@ -225,6 +231,7 @@ def main(
     rules_file: Path | None,
     learn: bool | None,
     models_out: IO[bytes] | None,
+    models_dir: Path | None,
     budget: int | None,
     output: IO[bytes],
 ) -> None:
@@ -243,6 +250,9 @@ def main(
             sys.stderr.write(f"[trainer] {d.log}\n")
             if models_out is not None:
                 models_out.write(orjson.dumps(decision_record(d)) + b"\n")
+            if models_dir is not None and d.model_text is not None:
+                models_dir.mkdir(parents=True, exist_ok=True)
+                (models_dir / f"{d.point.version}.txt").write_text(d.model_text)
 
         learning = Learning(
             Trainer(settings.training(ruleset)), settings.sampler(ruleset.score.prior), record
