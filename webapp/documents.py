@@ -118,6 +118,7 @@ class AlertView:
     evidence: tuple[str, ...] = ()
     evidence_txns: tuple[EvidenceTxn, ...] = ()
     ruleset_version: str = ""
+    model_version: str = ""  # the model that scored it (issue #12); "" on older alerts
     transaction_id: str = ""
     base_currency: str = "EUR"
     late: bool = False
@@ -203,6 +204,7 @@ class AlertView:
             evidence=evidence,
             evidence_txns=txns,
             ruleset_version=_str(doc, "ruleset_version"),
+            model_version=_str(doc, "model_version"),
             transaction_id=_str(doc, "transaction_id"),
             base_currency=_str(doc, "base_currency", "EUR"),
             late=doc.get("late") is True,
@@ -255,6 +257,7 @@ class AlertView:
                     for t in self.evidence_txns
                 ],
                 ruleset_version=self.ruleset_version,
+                model_version=self.model_version or None,
                 base_currency=self.base_currency,
                 late=self.late,
                 status_changed_at=rfc3339(self.status_changed_at),

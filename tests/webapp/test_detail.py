@@ -27,6 +27,15 @@ def test_detail_explains_every_reason_with_its_sentence_and_numbers(analyst, see
     assert "Impossible travel" in html
 
 
+def test_detail_names_the_model_that_scored_the_alert_and_links_its_health(analyst, seed) -> None:
+    alert = seed(rules=["merchant_risk"], model_version="gbm-20261012-a1b2c3d4")
+    html = analyst.get(f"/alerts/{alert['_id']}").get_data(as_text=True)
+    assert '<a href="/model">gbm-20261012-a1b2c3d4</a>' in html
+    older = seed(rules=["merchant_risk"], drop=["model_version"])
+    html = analyst.get(f"/alerts/{older['_id']}").get_data(as_text=True)
+    assert '<dt>Model</dt><dd class="mono">-</dd>' in html
+
+
 def test_detail_lists_evidence_with_distances_and_draws_the_locations(analyst, seed) -> None:
     alert = seed(rules=["impossible_travel"])
     html = analyst.get(f"/alerts/{alert['_id']}").get_data(as_text=True)
