@@ -481,6 +481,7 @@ def dataflow_env(
     dlq: str,
     database: str,
     stop_at_end: bool,
+    features: str | None = None,
     api_port: int | None = None,
     extra: dict[str, str] | None = None,
 ) -> dict[str, str]:
@@ -493,6 +494,8 @@ def dataflow_env(
         ALERTS_TOPIC=alerts,
         DLQ_TOPIC=dlq,
         FRAUD_STOP_AT_END="1" if stop_at_end else "0",
+        # The shared feature log must not learn from benchmark traffic.
+        FEATURES_TOPIC=features or f"{transactions}-features",
         PYTHONUNBUFFERED="1",
     )
     if api_port is not None:

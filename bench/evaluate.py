@@ -865,6 +865,7 @@ class LiveStack:
         self.database = f"evaluate_{tag}"
         _say(f"[{profile}] live: topics {', '.join(self.topics)}; database {self.database}")
         ensure_topics(self.bootstrap, dict(zip(self.topics, (3, 3, 1), strict=True)))
+        ensure_topics(self.bootstrap, {f"{self.topics[0]}-features": 1})
 
     def compare(
         self, profile: str, files: RunFiles, env: Mapping[str, str], timeout: float,
@@ -876,6 +877,7 @@ class LiveStack:
             **_tree_env(env, REPO_ROOT), "MONGODB_URI": self.mongo_uri,
             "MONGODB_DATABASE": self.database, "TRANSACTIONS_TOPIC": tx,
             "ALERTS_TOPIC": alerts_topic, "DLQ_TOPIC": dlq, "FRAUD_STOP_AT_END": "1",
+            "FEATURES_TOPIC": f"{tx}-features",
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
         }  # fmt: skip
         try:

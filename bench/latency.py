@@ -165,6 +165,7 @@ def run_one(
     tx = scratch.topic(f"{label}-tx", 3)
     alerts = scratch.topic(f"{label}-al", 3, log_append_time=True)
     dlq = scratch.topic(f"{label}-dl", 3)
+    features = scratch.topic(f"{label}-ft", 1)  # the feature log, kept out of fraud-features
     database = scratch.database(label.replace("-", "_"))
     recovery = scratch.directory(f"{label}-rec")
     ensure_recovery_store(recovery, tx)
@@ -174,6 +175,7 @@ def run_one(
         transactions=tx,
         alerts=alerts,
         dlq=dlq,
+        features=features,
         database=database,
         stop_at_end=False,
         api_port=port,

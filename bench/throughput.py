@@ -141,6 +141,7 @@ def run_dataflow(
     stack = scratch.stack
     alerts = scratch.topic(f"{label}-al", 3)
     dlq = scratch.topic(f"{label}-dl", 3)
+    features = scratch.topic(f"{label}-ft", 1)  # the feature log, kept out of fraud-features
     database = scratch.database(label)
     recovery = scratch.directory(f"{label}-rec")
     # Created here, before the processes start, so that two of them do not race to create it.
@@ -162,6 +163,7 @@ def run_dataflow(
             transactions=topic,
             alerts=alerts,
             dlq=dlq,
+            features=features,
             database=database,
             stop_at_end=not idle_rss,
             api_port=ports[i],
