@@ -31,7 +31,7 @@ from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
 from webapp import create_app
 from webapp.demo import demo_pan, make_alert_doc
-from webapp.queries import AlertQuery
+from webapp.queries import AlertQuery, Cursor
 from webapp.settings import WebappSettings
 
 Doc = dict[str, Any]
@@ -84,8 +84,13 @@ def main() -> int:
     parser.add_argument("--no-http", action="store_true", help="time the store only")
     args = parser.parse_args()
 
+    # The read cache off (every sample reads the database) and a generous time limit, so that
+    # a slow server shows up as latency rather than as a cache hit or a timeout.
     settings = WebappSettings(
-        mongodb_database=f"bench_webapp_{uuid.uuid4().hex[:8]}", webapp_secret_key="b" * 40
+        mongodb_database=f"bench_webapp_{uuid.uuid4().hex[:8]}",
+        webapp_secret_key="b" * 40,
+        webapp_read_cache_s=0,
+        webapp_query_time_limit_ms=600_000,
     )
     client: pymongo.MongoClient[Doc] = pymongo.MongoClient(settings.mongodb_uri)
     db = client[settings.mongodb_database]
@@ -109,7 +114,16 @@ def main() -> int:
         )
         store = svc.alerts
         size = svc.settings.webapp_page_size
+        deep = AlertQuery()
+        for _ in range(20):  # the 21st page, reached by cursor as an analyst would
+            older = store.page(deep, size, datetime.now(UTC)).older
+            assert older is not None
+            deep = AlertQuery(before=Cursor.decode("before", older))
         views = {
+            "queue, 21st page": (
+                lambda: store.page(deep, size, datetime.now(UTC)),
+                f"/api/alerts?limit=50&before={deep.before.encode() if deep.before else ''}",
+            ),
             "queue, first page": (
                 lambda: store.page(AlertQuery(), size, datetime.now(UTC)),
                 "/api/alerts?limit=50",
