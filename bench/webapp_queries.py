@@ -90,7 +90,7 @@ def main() -> int:
         mongodb_database=f"bench_webapp_{uuid.uuid4().hex[:8]}",
         webapp_secret_key="b" * 40,
         webapp_read_cache_s=0,
-        webapp_query_time_limit_ms=600_000,
+        webapp_query_time_limit_ms=60_000,
     )
     client: pymongo.MongoClient[Doc] = pymongo.MongoClient(settings.mongodb_uri)
     db = client[settings.mongodb_database]
