@@ -65,8 +65,10 @@ def _alerts(tokenizer: CardTokenizer) -> list[Doc]:
     return docs
 
 
-def _traps(clean: list[Doc]) -> list[Doc]:
-    """Documents whose types break a naive SQL pushdown; each one matches some query."""
+def _traps(clean: list[Doc], *, arrays: bool = True) -> list[Doc]:
+    """Documents whose types break a naive SQL pushdown; each one matches some query.
+
+    ``arrays=False`` leaves out the variants that put an array in a pushable field."""
     base = clean[7]
     ts = base["timestamp"]
     variants: list[Doc] = [
@@ -87,6 +89,8 @@ def _traps(clean: list[Doc]) -> list[Doc]:
     ]
     out = []
     for i, change in enumerate(variants):
+        if not arrays and any(isinstance(v, list) for v in change.values()):
+            continue
         doc = copy.deepcopy(base)
         doc.update(change)
         doc["_id"] = f"{i:02x}" + doc["_id"][2:]
@@ -124,9 +128,14 @@ def _seed(client: Any, name: str, alerts: list[Doc]) -> None:
 def seeded(patched_server: Any, upstream_server: Any) -> list[Doc]:
     tokenizer = CardTokenizer("k" * 32)
     clean = _alerts(tokenizer)
+    traps = _traps(clean)
+    # Without the arrays, the fields stay pushable and a count is answered in SQL with a type
+    # check per row for the fields whose types are mixed: that check is what keeps it exact.
+    scalar_traps = _traps(clean, arrays=False)
     for client in (patched_server, upstream_server):
         _seed(client, "clean", clean)
-        _seed(client, "traps", clean + _traps(clean))
+        _seed(client, "traps", clean + traps)
+        _seed(client, "scalar_traps", clean + scalar_traps)
     return clean
 
 
@@ -193,7 +202,7 @@ def _run(client: Any, db: str, cmd: Doc) -> list[Doc]:
     return list(reply["cursor"]["firstBatch"])
 
 
-@pytest.mark.parametrize("db", ["clean", "traps"])
+@pytest.mark.parametrize("db", ["clean", "traps", "scalar_traps"])
 def test_patched_server_answers_every_console_query_like_upstream(
     patched_server: Any, upstream_server: Any, console_commands: list[Doc], db: str
 ) -> None:
@@ -215,6 +224,29 @@ def test_trap_documents_are_in_the_answers(patched_server: Any, seeded: list[Doc
     ids = {d["_id"] for d in coll.find(flt, {"_id": 1}).sort([("timestamp", -1), ("_id", -1)])}
     assert "00" + seeded[7]["_id"][2:] in ids
     assert "06" + seeded[7]["_id"][2:] in ids or seeded[7]["status"] != "open"
+
+
+def test_counts_are_exact_with_other_types_in_the_counted_fields(
+    patched_server: Any, upstream_server: Any, seeded: list[Doc]
+) -> None:
+    """Counts whose filter the patch pushes down whole (strings and date ranges) over fields
+    that also hold numbers, nulls, strings for dates and missing values."""
+    ts = seeded[7]["timestamp"]
+    filters = [
+        {},
+        {"status": "open"},
+        {"status": "open", "timestamp": {"$gte": ts - timedelta(days=1), "$lte": ts}},
+        {"timestamp": {"$gte": ts, "$lt": NOW}},
+        {"card_last4": seeded[7]["card_last4"]},
+        {"merchant_id": {"$gte": seeded[7]["merchant_id"]}},
+        {"severity": "high", "status": {"$gte": "i", "$lt": "p"}},
+        {"timestamp": {"$gte": int(ts.timestamp() * 1000)}},  # a number: not pushed whole
+    ]
+    for flt in filters:
+        cmd = {"count": ALERTS, "query": flt}
+        want = upstream_server["scalar_traps"].command(cmd)["n"]
+        assert patched_server["scalar_traps"].command(cmd)["n"] == want, flt
+        assert want > 0, flt
 
 
 def test_every_console_query_uses_an_index_on_the_patched_server(
