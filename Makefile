@@ -33,7 +33,7 @@ status: venv
 
 clean-stack:
 	@if [ -x $(PY) ]; then $(STACK) clean; fi
-	@rm -rf .stack/data
+	@rm -rf .stack/data .stack/run
 
 # The whole pipeline on the local stack; Ctrl-C stops everything it started.
 run: venv

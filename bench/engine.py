@@ -70,11 +70,15 @@ def run(
     records: list[RawRecord], snapshot_s: float, batch_size: int, recovery: bool = True
 ) -> dict[str, Any]:
     counts: dict[str, int] = {}
+    optional: dict[str, Any] = {}
+    if "features" in Sinks.__dataclass_fields__:  # the feature log (issue #12), when present
+        optional["features"] = CountingSink(counts, "features")
     sinks = Sinks(
         alerts_kafka=CountingSink(counts, "alerts_kafka"),
         alerts_mongo=CountingSink(counts, "alerts_mongo"),
         stats_mongo=CountingSink(counts, "stats"),
         dlq=CountingSink(counts, "dlq"),
+        **optional,
     )
     settings = DataflowSettings()
     flow = build_flow(settings, source=TestingSource(records, batch_size=batch_size), sinks=sinks)

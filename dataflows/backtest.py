@@ -16,16 +16,20 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 import click
 import orjson
 
 from dataflows.detection.cardbook import CardBook, CardItem
 from dataflows.detection.detector import CardVerdict, Detector, Outcome
+from dataflows.detection.featurelog import Sampler
 from dataflows.detection.features import features
 from dataflows.detection.merchant import MerchantBook, MerchantView
+from dataflows.detection.policy import operating_point_doc
+from dataflows.detection.training import Decision, Trainer, day_of
 from dataflows.edge import Edge, RawRecord
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
@@ -51,6 +55,44 @@ def read_labels(lines: Iterable[bytes], edge: Edge, dead: Counter[str]) -> list[
     return out
 
 
+@dataclass
+class Learning:
+    """The trainer simulated in event time (``dataflows.detection.training``).
+
+    Every outcome goes through ``sampler`` into the feature log, which here is the trainer's
+    memory; when the first transaction of a new UTC day comes, the trainer decides that day
+    with what it knew before it, and its operating point scores from then on (plus its grace
+    time), exactly as ``dataflows.trainer`` publishes it to a running dataflow.
+    """
+
+    trainer: Trainer
+    sampler: Sampler
+    on_decision: Callable[[Decision], None] | None = None
+    logged: int = 0
+    day: int = -1
+
+    def see(self, outcomes: Iterable[Outcome]) -> None:
+        for o in outcomes:
+            row = self.sampler.row(o)
+            if row is not None:
+                self.trainer.add_row(row)
+                self.logged += 1
+
+    def new_day(self, ts: int, detector: Detector) -> bool:
+        """True (and a decision made) when ``ts`` starts a new day after some logged rows."""
+        day = day_of(ts)
+        if day <= self.day:
+            return False
+        self.day = day
+        if self.trainer.newest_ts < 0:
+            return False
+        decision = self.trainer.decide(day)
+        detector.policies.add(decision.point)
+        if self.on_decision is not None:
+            self.on_decision(decision)
+        return True
+
+
 def run_backtest(
     lines: Iterable[bytes],
     ruleset: RuleSet,
@@ -58,15 +100,15 @@ def run_backtest(
     dead: Counter[str],
     labels: Iterable[bytes] = (),
     on_judged: Callable[[CardVerdict, MerchantView, Outcome], None] | None = None,
+    learning: Learning | None = None,
 ) -> Iterator[Outcome]:
     """Outcomes of every valid transaction line, in order; invalid lines counted in ``dead``.
 
     ``on_judged`` sees each transaction's card verdict and merchant view with its outcome
-    (for ``--features-out``).
+    (for ``--features-out``); ``learning`` retrains on the way (``--learn``).
     """
     edge = Edge(CardTokenizer(token_key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
-    detector.keep_habits = on_judged is not None
     cards = CardBook(detector)
     merchants = MerchantBook(ruleset.labels.label_delay_days)
     pending = read_labels(labels, edge, dead)
@@ -77,12 +119,17 @@ def run_backtest(
         # The stream's two stages in its order: cards, then merchants (labels reach both).
         verdicts = cards.judge(items)
         labels: list[CardVerdict | LabelEvent] = [x for x in items if isinstance(x, LabelEvent)]
+        if learning is not None:
+            for label in labels:
+                learning.trainer.add_label(cast("LabelEvent", label))
         viewed = merchants.observe([*labels, *verdicts])
         # The backtest's alerts say they were detected at their own event time.
-        outcomes = [detector.finish(v, view, None) for v, view in viewed]
+        outcomes = detector.finish_batch(viewed, None)
         if on_judged is not None:
             for (v, view), o in zip(viewed, outcomes, strict=True):
                 on_judged(v, view, o)
+        if learning is not None:
+            learning.see(outcomes)
         return outcomes
 
     for number, line in enumerate(lines, start=1):
@@ -101,12 +148,25 @@ def run_backtest(
                 due.append(pending[next_label])
                 next_label += 1
             judge(due)
+        if learning is not None and day_of(item.ts) > learning.day:
+            yield from judge(list(batch))
+            batch.clear()
+            learning.new_day(item.ts, detector)
         batch.append(item)
         if len(batch) >= _BATCH:
             yield from judge(list(batch))
             batch.clear()
     if batch:
         yield from judge(list(batch))
+
+
+def decision_record(d: Decision) -> dict[str, object]:
+    """A decision as the trainer publishes it (its operating point and model document)."""
+    return {
+        "operating_point": operating_point_doc(d.point),
+        "model": d.model_doc,
+        "log": d.log,
+    }
 
 
 @click.command()
@@ -138,6 +198,24 @@ def run_backtest(
     default=None,
     help="Rule file (default: FRAUD_RULES_FILE or config/rules.toml).",
 )
+@click.option(
+    "--learn/--no-learn",
+    default=None,
+    help="Simulate the trainer (daily retraining, alert budget) in event time; default: on "
+    "when --labels is given.",
+)
+@click.option(
+    "--models-out",
+    type=click.File("wb"),
+    default=None,
+    help="Write the trainer's daily decisions (JSON lines: operating point, model document).",
+)
+@click.option(
+    "--budget",
+    type=int,
+    default=None,
+    help="Cards per day to alert (default: ALERT_BUDGET_CARDS_PER_DAY, 100); 0: no budget.",
+)
 @click.option("--output", "-o", type=click.File("wb"), default="-", help="Where alerts go.")
 def main(
     path: Path,
@@ -145,11 +223,30 @@ def main(
     scores_out: IO[bytes] | None,
     features_out: IO[bytes] | None,
     rules_file: Path | None,
+    learn: bool | None,
+    models_out: IO[bytes] | None,
+    budget: int | None,
     output: IO[bytes],
 ) -> None:
     """Print the alerts the dataflow would raise for the transactions in PATH (JSON lines)."""
     settings = DataflowSettings()
+    if budget is not None:
+        settings = settings.model_copy(update={"alert_budget_cards_per_day": budget})
     ruleset = load_ruleset(rules_file or settings.fraud_rules_file)
+    learning = None
+    decisions = 0
+    if learn or (learn is None and labels_file is not None):
+
+        def record(d: Decision) -> None:
+            nonlocal decisions
+            decisions += 1
+            sys.stderr.write(f"[trainer] {d.log}\n")
+            if models_out is not None:
+                models_out.write(orjson.dumps(decision_record(d)) + b"\n")
+
+        learning = Learning(
+            Trainer(settings.training(ruleset)), settings.sampler(ruleset.score.prior), record
+        )
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
     dead: Counter[str] = Counter()
     total = alerts = 0
@@ -162,7 +259,7 @@ def main(
 
     on_judged = write_features if features_out is not None else None
     with path.open("rb") as f:
-        for outcome in run_backtest(f, ruleset, key, dead, labels, on_judged):
+        for outcome in run_backtest(f, ruleset, key, dead, labels, on_judged, learning):
             if outcome.duplicate:
                 continue
             total += 1
@@ -176,21 +273,26 @@ def main(
                             "transaction_id": outcome.event.transaction_id,
                             "score": outcome.score,
                             "alerted": outcome.alert is not None,
+                            "model_version": outcome.model_version,
                         }
                     )
                     + b"\n"
                 )
     output.flush()
-    for out in (scores_out, features_out):
+    for out in (scores_out, features_out, models_out):
         if out is not None:
             out.flush()
-    summary = {
+    summary: dict[str, object] = {
         "valid": total,
         "alerts": alerts,
         "labels": len(labels),
         "invalid": dict(dead),
         "ruleset_version": ruleset.version,
     }
+    if learning is not None:
+        summary["decisions"] = decisions
+        summary["feature_log_rows"] = learning.logged
+        summary["model_version"] = learning.trainer.current.version
     sys.stderr.write(orjson.dumps(summary).decode() + "\n")
 
 

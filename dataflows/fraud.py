@@ -47,10 +47,14 @@ from bytewax.testing import TestingSource
 from dataflows import metrics
 from dataflows.detection.cardbook import BookSnapshot, CardBook, CardItem, shard_of
 from dataflows.detection.detector import CardVerdict, Detector, Outcome
+from dataflows.detection.featurelog import Sampler
+from dataflows.detection.featurelog import encode as encode_row
 from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
+from dataflows.detection.policy import PolicyBook
 from dataflows.edge import Edge, RawRecord
 from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
-from dataflows.mongo_io import MongoUpsertSink
+from dataflows.model_store import ModelStore
+from dataflows.mongo_io import MongoUpsertSink, connect
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
@@ -87,6 +91,8 @@ STEP_IDS = (
     "alerts_mongo_out",
     "score_json",
     "scores_out",
+    "feature_rows",
+    "features_out",
     "stats_by_batch",
     "minute_stats",
     "stats_mongo_out",
@@ -198,31 +204,62 @@ MerchantItem = CardVerdict | LabelEvent
 class MerchantShardLogic(ShardLogic[list[MerchantItem], list[Outcome], MerchantSnapshot]):
     """One shard's merchants: learned merchant risk, then each transaction's score and alert."""
 
-    __slots__ = ("detector", "merchants", "newest_ts")
+    __slots__ = ("detector", "merchants", "newest_ts", "policies")
 
     def __init__(
-        self, detector: Detector, resume: MerchantSnapshot | None, eviction_every: timedelta
+        self,
+        detector: Detector,
+        resume: MerchantSnapshot | None,
+        eviction_every: timedelta,
+        policies: PolicyRefresh,
     ) -> None:
         self.detector = detector
         self.merchants = MerchantBook(detector.ruleset.labels.label_delay_days, resume)
         super().__init__(self.merchants, eviction_every)
         self.newest_ts = -1
+        self.policies = policies
 
     def on_batch(self, values: list[list[MerchantItem]]) -> tuple[list[list[Outcome]], bool]:
+        self.policies.maybe_refresh()
         now_ms = time.time_ns() // 1_000_000
         observe = self.merchants.observe
-        finish = self.detector.finish
+        finish = self.detector.finish_batch
         out = []
         for items in values:
             viewed = observe(items)
             if viewed:
                 self.newest_ts = max(self.newest_ts, *(v.event.ts for v, _ in viewed))
-                out.append([finish(v, view, now_ms) for v, view in viewed])
+                out.append(finish(viewed, now_ms))
         return out, StatefulBatchLogic.RETAIN
 
     def evict_idle(self) -> None:
         if self.newest_ts >= 0:
             self.merchants.evict(self.newest_ts)
+
+
+class PolicyRefresh:
+    """Looks for new operating points (``dataflows.model_store``) at most every ``every_s``
+    seconds of wall clock, between batches; one per worker, shared by its merchant shards."""
+
+    def __init__(
+        self, book: PolicyBook, source: Callable[[PolicyBook], int] | None, every_s: float
+    ) -> None:
+        self.book = book
+        self.source = source
+        self.every_s = every_s
+        self.next_at = 0.0
+
+    def maybe_refresh(self) -> None:
+        if self.source is None:
+            return
+        now = time.monotonic()
+        if now >= self.next_at:
+            self.next_at = now + self.every_s
+            if self.source(self.book):
+                metrics.MODEL_INFO.info(
+                    {"version": self.book.newest.version, "day": self.book.newest.day}
+                )
+                metrics.ALERT_THRESHOLD.set(self.book.newest.threshold)
 
 
 @dataclass(frozen=True)
@@ -236,6 +273,8 @@ class Sinks:
     dlq: Sink[OutMessage]
     # Every valid transaction's score; None: not written (FRAUD_WRITE_SCORES unset).
     scores: Sink[OutMessage] | None = None
+    # The feature log the trainer learns from; None: not written.
+    features: Sink[OutMessage] | None = None
 
 
 def kafka_source(settings: DataflowSettings, topic: str | None = None) -> TransactionSource:
@@ -277,7 +316,14 @@ def real_sinks(settings: DataflowSettings) -> Sinks:
         stats_mongo=mongo(ALERT_STATS),
         dlq=kafka(settings.dlq_topic),
         scores=kafka(settings.scores_topic) if settings.fraud_write_scores else None,
+        features=kafka(settings.features_topic),
     )
+
+
+def registry_source(settings: DataflowSettings) -> Callable[[PolicyBook], int]:
+    """The model registry in MongoDB as a source of operating points."""
+    db = connect(settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout_ms)
+    return ModelStore(db).refresh
 
 
 def _dead_letter_message(d: DeadLetter) -> OutMessage:
@@ -305,6 +351,18 @@ def _alert_message(a: Alert) -> OutMessage:
     return OutMessage(key=a.event.card_token.encode(), value=orjson.dumps(a.to_json_dict()))
 
 
+def _feature_messages(sampler: Sampler) -> Callable[[list[list[Outcome]]], list[OutMessage]]:
+    def messages(outcome_lists: list[list[Outcome]]) -> list[OutMessage]:
+        rows = [r for outs in outcome_lists for o in outs if (r := sampler.row(o)) is not None]
+        # In event-time order within the batch (the merchant stage emits by merchant shard):
+        # with input in time order, the trainer then reads a day's rows before the next day's.
+        rows.sort(key=lambda r: (r.ts, r.transaction_id))
+        metrics.FEATURE_ROWS.inc(len(rows))
+        return [OutMessage(key=r.card.encode(), value=encode_row(r)) for r in rows]
+
+    return messages
+
+
 def _score_message(version: str) -> Callable[[Outcome], OutMessage | None]:
     def message(o: Outcome) -> OutMessage | None:
         if o.score is None:
@@ -317,6 +375,7 @@ def _score_message(version: str) -> Callable[[Outcome], OutMessage | None]:
             "score": o.score,
             "alerted": o.alert is not None,
             "ruleset_version": version,
+            "model_version": o.model_version,
         }
         return OutMessage(key=e.card_token.encode(), value=orjson.dumps(value))
 
@@ -341,10 +400,13 @@ def build_flow(
     source: Source[RawRecord] | None = None,
     sinks: Sinks | None = None,
     labels_source: Source[RawRecord] | None = None,
+    model_source: Callable[[PolicyBook], int] | None = None,
 ) -> Dataflow:
     """Wire the dataflow. Without sources/sinks, the real Kafka and MongoDB ones.
 
     A test that passes ``source`` but no ``labels_source`` gets an empty labels input.
+    ``model_source`` adds the trainer's operating points to the detector's policy book (by
+    default the MongoDB registry when the sinks are the real ones; none in tests).
     """
     ruleset = ruleset or load_ruleset(settings.fraud_rules_file)
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
@@ -356,7 +418,11 @@ def build_flow(
             kafka_source(settings, settings.labels_topic) if source is None else TestingSource([])
         )
     source = source or kafka_source(settings)
-    sinks = sinks or real_sinks(settings)
+    if sinks is None:
+        sinks = real_sinks(settings)
+        model_source = model_source or registry_source(settings)
+    policies = PolicyRefresh(detector.policies, model_source, settings.fraud_model_poll_s)
+    sampler = settings.sampler(ruleset.score.prior)
     watermarks = PartitionWatermarks()
 
     to_event = edge.to_event
@@ -409,7 +475,7 @@ def build_flow(
         )
 
     def merchant_logic(resume: MerchantSnapshot | None) -> MerchantShardLogic:
-        return MerchantShardLogic(detector, resume, eviction_every)
+        return MerchantShardLogic(detector, resume, eviction_every, policies)
 
     def card_logic(resume: BookSnapshot | None) -> CardShardLogic:
         return CardShardLogic(detector, resume, eviction_every, watermarks)
@@ -466,6 +532,9 @@ def build_flow(
             "score_json", outcomes, lambda outs: [m for o in outs if (m := score_of(o))]
         )
         op.output("scores_out", scores, sinks.scores)
+    if sinks.features is not None:
+        rows = op.flat_map_batch("feature_rows", outcomes, _feature_messages(sampler))
+        op.output("features_out", rows, sinks.features)
 
     per_batch = op.flat_map_batch("stats_by_batch", outcomes, stats_of_batch)
     minute_docs = op.stateful_batch("minute_stats", per_batch, stats_logic)

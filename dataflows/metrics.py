@@ -6,7 +6,7 @@ so these appear there next to Bytewax's own metrics. Labels never carry card dat
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Info
 
 TRANSACTIONS_IN = Counter("fraudwatch_transactions_in", "Input messages read")
 LABELS_IN = Counter("fraudwatch_labels_in", "Label messages read from the labels topic")
@@ -26,3 +26,6 @@ STATS_TOO_LATE = Counter(
     "fraudwatch_stats_too_late", "Transactions too old for the per-minute stats retention"
 )
 CARDS_EVICTED = Counter("fraudwatch_cards_evicted", "Idle cards whose state was dropped")
+FEATURE_ROWS = Counter("fraudwatch_feature_log_rows", "Rows written to the feature log")
+MODEL_INFO = Info("fraudwatch_model", "The newest operating point's model version and day")
+ALERT_THRESHOLD = Gauge("fraudwatch_alert_threshold", "The newest operating point's threshold")

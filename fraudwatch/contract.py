@@ -54,8 +54,10 @@ SIGNAL_NAMES: tuple[str, ...] = (
     "card_activity",
     "location_anomaly",
 )
+# Evidence a model's explanation can name that no signal stands for (dataflows.detection.explain).
+MODEL_REASON_NAMES: tuple[str, ...] = ("time_of_day", "channel")
 LEGACY_RULE_NAMES: tuple[str, ...] = ("high_amount", "amount_spike")
-RULE_NAMES: tuple[str, ...] = SIGNAL_NAMES + LEGACY_RULE_NAMES
+RULE_NAMES: tuple[str, ...] = SIGNAL_NAMES + MODEL_REASON_NAMES + LEGACY_RULE_NAMES
 RULE_LABELS: dict[str, str] = {
     "compromised_card": "Known compromised card",
     "impossible_travel": "Impossible travel",
@@ -67,6 +69,8 @@ RULE_LABELS: dict[str, str] = {
     "velocity_amount": "Velocity (amount)",
     "card_activity": "Unusual activity",
     "location_anomaly": "Location anomaly",
+    "time_of_day": "Time of day (model)",
+    "channel": "Channel (model)",
     "high_amount": "High amount (legacy)",
     "amount_spike": "Amount spike (legacy)",
 }
@@ -317,6 +321,7 @@ class Alert:
     detected_at: int  # epoch ms, wall clock when the dataflow raised it
     base_currency: str = "EUR"
     late: bool = False
+    model_version: str = ""  # the model that scored it ("formula-<ruleset>" or a trained one)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The value written to ``fraud-alerts`` (and, with ``_id``, to MongoDB)."""
@@ -349,6 +354,7 @@ class Alert:
             "base_currency": self.base_currency,
             "late": self.late,
             "ruleset_version": self.ruleset_version,
+            "model_version": self.model_version,
             "source_ts": e.source_ts,
             "status": "open",
         }

@@ -51,6 +51,14 @@ TOPICS: dict[str, int] = {
     "payment-transactions-dlq": 1,
     "fraud-labels": 3,
     "fraud-scores": 3,
+    # One partition: the trainer reads the feature log in the order the dataflow wrote it.
+    "fraud-features": 1,
+}
+# Topic settings that differ from the broker's defaults (compose.yaml sets the same).
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    # The trainer re-reads the feature log after a restart: keep the training window (14 d)
+    # + the label delay (7 d) + a margin.
+    "fraud-features": {"retention.ms": str(30 * 86_400_000)},
 }
 
 
@@ -516,7 +524,10 @@ def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout_s).topics
-    missing = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in topics.items()]
+    missing = [
+        NewTopic(t, num_partitions=n, replication_factor=1, config=TOPIC_CONFIGS.get(t, {}))
+        for t, n in topics.items()
+    ]
     missing = [t for t in missing if t.topic not in existing]
     for name, partitions in topics.items():
         if name in existing and len(existing[name].partitions) < partitions:

@@ -31,6 +31,8 @@ class KafkaSettings(BaseSettings):
     labels_topic: str = "fraud-labels"
     # Every valid transaction's score (written only when FRAUD_WRITE_SCORES=1).
     scores_topic: str = "fraud-scores"
+    # The feature log the trainer learns from (dataflows.detection.featurelog).
+    features_topic: str = "fraud-features"
     # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
     kafka_security_protocol: str = "PLAINTEXT"
     kafka_sasl_mechanism: str | None = None  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512

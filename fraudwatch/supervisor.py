@@ -1,9 +1,13 @@
 """``make run``: the local stack plus the whole pipeline, in one terminal; Ctrl-C stops it all.
 
-Starts the stack (unless KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI point elsewhere), then every
-component that exists in this checkout: the dataflow with recovery on, the producer at a
-moderate rate and the web app. Their output is prefixed and interleaved on this terminal.
-Whatever this process started, it stops on Ctrl-C / SIGTERM, the stack included.
+Starts the stack (unless KAFKA_BOOTSTRAP_SERVERS / MONGODB_URI point elsewhere). On the first
+run (nothing under ``.stack/run`` yet) it seeds a labelled history: ``FRAUDWATCH_SEED_DAYS``
+(24) simulated days of traffic with their chargebacks, ending now, sent at full speed, so the
+trainer has labelled days to learn from and the console shows a queue, a trained model and its
+health within minutes. Then every component that exists in this checkout: the dataflow with
+recovery on, the trainer, the producer at a moderate rate and the web app. Their output is
+prefixed and interleaved on this terminal. Whatever this process started, it stops on Ctrl-C /
+SIGTERM, the stack included.
 """
 
 from __future__ import annotations
@@ -25,6 +29,26 @@ RUN_DIR = REPO_ROOT / ".stack" / "run"
 
 # Chargebacks within minutes (not days) for the demo: the dataflow learns while you watch.
 DEMO_LABELS = ("--send-chargebacks", "--chargeback-delay-days", "0.002,0.02")
+SEEDED = RUN_DIR / "seeded"
+
+
+def seed_history(days: float) -> int:
+    """Send ``days`` of labelled history ending now (at full speed); 0 when done or skipped."""
+    if days <= 0 or SEEDED.exists():
+        return 0
+    start = time.time() - days * 86_400
+    start_text = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start))
+    print(f"[run] seeding {days:g} days of labelled history ending now (first run only) ...")
+    proc = subprocess.run(
+        [sys.executable, "-m", "producer", "generate", "--rate", "max", "--cards", "4000",
+         "--seed", "2026", "--start", start_text, "--days", f"{days:g}", "--bad-ratio", "0",
+         "--fraud-ratio", "0.01",
+         "--send-chargebacks", "--log-interval", "30"],
+        cwd=REPO_ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, check=False,
+    )  # fmt: skip
+    if proc.returncode == 0:
+        SEEDED.write_text(start_text + "\n")
+    return proc.returncode
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,12 @@ def _components() -> list[Component]:
                 "BYTEWAX_DATAFLOW_API_ENABLED": "1",
                 "BYTEWAX_DATAFLOW_API_CACHE_PATH": str(RUN_DIR),  # a directory
             },
+        ),
+        Component(
+            "trainer",
+            "dataflows.trainer",
+            [py, "-m", "dataflows.trainer"],
+            {},
         ),
         Component(
             "producer",
@@ -95,6 +125,10 @@ def main() -> int:
         return 1
     print(f"[run] stack ready (started: {', '.join(started) or 'nothing, already up'})")
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    if seed_history(float(os.environ.get("FRAUDWATCH_SEED_DAYS", "24"))) != 0:
+        print("[run] seeding the history failed; stopping", file=sys.stderr)
+        stack.stop(started)
+        return 1
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = threading.Event()
 

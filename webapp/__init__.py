@@ -36,11 +36,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from fraudwatch.cards import CardTokenizer
-    from webapp import api, auth, console, ops
+    from webapp import api, auth, console, model_health, ops
     from webapp.cli import register_commands, seed_dev_user
     from webapp.label_producer import LabelProducer
     from webapp.labels import LabelOutbox, LabelPublisher
     from webapp.metrics import WebMetrics
+    from webapp.model_registry import ModelRegistry
     from webapp.read_cache import ReadCache
     from webapp.services import EXTENSION_KEY, Services, utc_now
     from webapp.settings import WebappSettings
@@ -128,6 +129,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         ),
         tokenizer=CardTokenizer(key),
         metrics=metrics,
+        # A cache of its own: these reads must not queue behind the alert scans' bulkhead.
+        models=ModelRegistry(
+            db,
+            read_cache=ReadCache(
+                settings.webapp_model_cache_s,
+                16,
+                clock=cache_clock,
+                observer=metrics.read_cache_lookup,
+            ),
+        ),
         clock=clock,
         labels=labels,
     )
@@ -143,6 +154,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(ops.bp)
+    app.register_blueprint(model_health.bp)
     ops.register_error_handlers(app)
     register_template_helpers(app)
     register_commands(app)

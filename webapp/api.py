@@ -17,6 +17,7 @@ from webapp.auth import current_user, load_session_user
 from webapp.console import remember_own_write, stats_payload, validate_comment
 from webapp.dispositions import record_disposition
 from webapp.documents import STATUSES
+from webapp.model_health import model_health_answer, models_answer
 from webapp.queries import (
     LIST_PARAMS,
     InvalidParameter,
@@ -182,3 +183,15 @@ def stats() -> ResponseReturnValue:
     values = single_values(request.args.to_dict(flat=False), ("minutes",))
     minutes = parse_limit(values.get("minutes"), default=60, maximum=1440, name="minutes")
     return jsonify(stats_payload(svc, minutes))
+
+
+@bp.get("/v1/models")
+def models() -> ResponseReturnValue:
+    """The trainer's model versions (issue #12); see ``webapp.model_health``."""
+    return jsonify(models_answer(services()))
+
+
+@bp.get("/v1/model-health")
+def model_health() -> ResponseReturnValue:
+    """Daily model health and the drift alarm (issue #12); see ``webapp.model_health``."""
+    return jsonify(model_health_answer(services()))

@@ -52,7 +52,8 @@ class WebMetrics:
         self.worker.set(os.getpid())
         self.read_cache = Counter(
             "fraudwatch_webapp_read_cache_lookups",
-            "Read-cache lookups by view (page, counts, card_history, minute_stats, outcomes) "
+            "Read-cache lookups by view (page, counts, card_history, minute_stats, outcomes, "
+            "models, model_health) "
             "and result: hit (served from memory), miss (queried the database), shared "
             "(waited for an identical query already running).",
             ["view", "result"],
@@ -73,6 +74,49 @@ class WebMetrics:
             ["label", "result"],
             registry=self.registry,
         )
+
+        # Model health (issue #12), set at each scrape from the cached model_health read; NaN
+        # while unknown. "mostrecent": with several gunicorn workers the freshest value wins.
+        self.model_drift = Gauge(
+            "fraudwatch_model_drift",
+            "1 when the newest event day with a measured average precision is marked as drift "
+            "(its AP well below the model's validation AP), else 0.",
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        self.model_day_ap = Gauge(
+            "fraudwatch_model_day_ap",
+            "Average precision of the scoring model on the newest event day with labels.",
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        self.model_validation_ap = Gauge(
+            "fraudwatch_model_validation_ap",
+            "Validation average precision of the model that scored that day.",
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+        self.model_day = Gauge(
+            "fraudwatch_model_health_day_timestamp_seconds",
+            "Start (UTC) of the newest event day with a measured average precision.",
+            multiprocess_mode="mostrecent",
+            registry=self.registry,
+        )
+
+    def model_health(
+        self,
+        *,
+        day_start: float | None,
+        day_ap: float | None,
+        validation_ap: float | None,
+        drift: bool,
+    ) -> None:
+        """Set the model-health gauges (``None``: unknown, exported as NaN)."""
+        nan = float("nan")
+        self.model_drift.set(1 if drift else 0)
+        self.model_day_ap.set(nan if day_ap is None else day_ap)
+        self.model_validation_ap.set(nan if validation_ap is None else validation_ap)
+        self.model_day.set(nan if day_start is None else day_start)
 
     def label_delivery(self, label: str, result: str) -> None:
         """A ``LabelPublisher`` observer: one label sent, failed or dropped."""

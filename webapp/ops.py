@@ -18,6 +18,7 @@ from werkzeug.exceptions import HTTPException
 
 from fraudwatch.cards import PAN_PATTERN, luhn_valid
 from webapp.auth import current_user
+from webapp.model_health import update_model_gauges
 from webapp.queries import InvalidParameter
 from webapp.services import services
 
@@ -185,7 +186,9 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    body = services().metrics.render()
+    svc = services()
+    update_model_gauges(svc)
+    body = svc.metrics.render()
     return Response(body, mimetype="text/plain; version=0.0.4; charset=utf-8")
 
 

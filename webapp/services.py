@@ -12,6 +12,7 @@ from pymongo import MongoClient
 from fraudwatch.cards import CardTokenizer
 from webapp.labels import LabelPublisher
 from webapp.metrics import WebMetrics
+from webapp.model_registry import ModelRegistry
 from webapp.settings import WebappSettings
 from webapp.store import AlertStore
 from webapp.users import AccessStore
@@ -31,6 +32,8 @@ class Services:
     access: AccessStore
     tokenizer: CardTokenizer
     metrics: WebMetrics
+    # The trainer's models and daily model health (read-only; issue #12).
+    models: ModelRegistry
     clock: Callable[[], datetime] = utc_now
     # Publishes analysts' verdicts as fraud labels; None when WEBAPP_PUBLISH_LABELS is off.
     labels: LabelPublisher | None = None

@@ -68,6 +68,12 @@ class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     webapp_read_concurrency: int = Field(default=1, gt=0, le=64)
     # How far back the dashboard's analyst-outcome (precision) panel looks.
     webapp_outcome_days: int = Field(default=30, gt=0, le=366)
+    # Seconds the model registry and model health (page, API, drift banner, metrics) are served
+    # from this process's memory: the trainer writes a few times a day. 0 = always read.
+    webapp_model_cache_s: float = Field(default=60.0, ge=0, le=3600)
+    # Shown while the formula scores: days of labelled history before the trainer's first
+    # model (its training window of 14 days whose labels are final + the 7-day label delay).
+    webapp_model_first_after_days: int = Field(default=21, gt=0, le=366)
     # Number of reverse proxies in front of the app whose X-Forwarded-For/-Proto to trust.
     webapp_proxy_count: int = Field(default=0, ge=0, le=5)
     # Set by the process manager for gunicorn with several workers (prometheus-client's name).

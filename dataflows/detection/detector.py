@@ -9,12 +9,19 @@ reads the wall clock.
 
 from __future__ import annotations
 
+import math
 from array import array
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
+import numpy as np
+
+from dataflows.detection.explain import sentence, top_families
+from dataflows.detection.features import feature_row
 from dataflows.detection.labels import id_hash
 from dataflows.detection.merchant import NO_MERCHANT_VIEW, MerchantView
+from dataflows.detection.policy import FORMULA, FormulaModel, OperatingPoint, PolicyBook
 from dataflows.detection.scoring import Scorer, explain
 from dataflows.detection.signals import (
     CARD_SIGNALS,
@@ -43,6 +50,8 @@ class Outcome(NamedTuple):
     duplicate: bool = False
     score: float | None = None
     signals: tuple[Signal, ...] = ()
+    model_version: str = ""  # the operating point's model that gave ``score``
+    features: list[float] | None = None  # the row the model saw (features.FEATURE_NAMES)
 
 
 class CardVerdict(NamedTuple):
@@ -86,9 +95,15 @@ class Detector:
         # evicted (CardBook.evict: watermark - last > horizon, and nothing arrives older than
         # the watermark minus the lateness).
         self.idle_reset_ms = ruleset.eviction_horizon_ms - self.lateness_ms
-        # Verdicts carry the card's habits only for tools that want features (backtest
-        # --features-out): working them out costs a few exponentials per transaction.
-        self.keep_habits = False
+        # Verdicts carry the card's habits, which every feature row needs; tests of the card
+        # stage alone may turn this off (it costs a few exponentials per transaction).
+        self.keep_habits = True
+        formula = FormulaModel(f"formula-{ruleset.version}", ruleset.score.prior)
+        # Until the trainer publishes an operating point, the formula scores with the rule
+        # file's threshold (docs/detection.md).
+        self.policies = PolicyBook(
+            OperatingPoint("", -(2**62), formula, ruleset.score.alert_threshold)
+        )
 
     def amount_in_base(self, amount: float, currency: str) -> float:
         rate = self.rates.get(currency)
@@ -141,6 +156,8 @@ class Detector:
             if s is not None:
                 signals.append(s)
         evidence = self._evidence(state, signals) if signals else ()
+        # Habits as of just before this transaction, worked out before the state changes.
+        habit, median = (w.habit, w.card_median() or 0.0) if self.keep_habits else (NO_HABIT, 0.0)
         if late:
             if e.ts >= state.max_ts - self.dedupe_ms:
                 state.remember(id_hash(e.transaction_id), e.ts)
@@ -149,24 +166,54 @@ class Detector:
             # Anything at or before this can only take the late path from now on.
             state.settle(state.max_ts - self.lateness_ms - 1)
             self._prune(state)
-        if not self.keep_habits:
-            return CardVerdict(e, amount, tuple(signals), evidence, late)
-        median = w.card_median() or 0.0
         return CardVerdict(
-            e, amount, tuple(signals), evidence, late=late, habit=w.habit, card_median=median
+            e, amount, tuple(signals), evidence, late=late, habit=habit, card_median=median
         )
 
     def finish(self, v: CardVerdict, merchant: MerchantView, detected_at: int | None) -> Outcome:
-        """The merchant half: merchant signals, the score and the alert.
+        """The merchant half of one transaction (``finish_batch`` of one)."""
+        return self.finish_batch([(v, merchant)], detected_at)[0]
 
-        ``detected_at`` (epoch ms; None: the event's own time, as backtests report it) is only
-        copied into the alert; no signal reads it.
+    def finish_batch(
+        self, viewed: Sequence[tuple[CardVerdict, MerchantView]], detected_at: int | None
+    ) -> list[Outcome]:
+        """The merchant half: merchant signals, the score and the alert, for a whole batch.
+
+        Each transaction is scored by the operating point in force at its event time
+        (``policies``): the formula's score, or one vectorised model call per operating point
+        in the batch. ``detected_at`` (epoch ms; None: the event's own time, as backtests
+        report it) is only copied into the alert; no signal reads it.
         """
-        e = v.event
-        if v.duplicate:
-            return Outcome(e, None, duplicate=True)
+        out: list[Outcome | None] = [None] * len(viewed)
+        rows: list[list[float]] = []
+        jobs: list[tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]] = []
+        for i, (v, merchant) in enumerate(viewed):
+            if v.duplicate:
+                out[i] = Outcome(v.event, None, duplicate=True)
+                continue
+            signals = self._merchant_signals(v, merchant)
+            rows.append(feature_row(v, merchant, signals))
+            jobs.append((i, v, merchant, signals, self.policies.at(v.event.ts)))
+        if not jobs:
+            return cast("list[Outcome]", out)
+        scores = self._scores(rows, jobs)
+        contributions = self._contributions(rows, jobs, scores)
+        for j, (i, v, merchant, signals, point) in enumerate(jobs):
+            score = scores[j]
+            alert = None
+            if score >= point.threshold or any(s.always_alert for s in signals):
+                when = v.event.ts if detected_at is None else detected_at
+                alert = self._alert(
+                    v, merchant, score, signals, point, rows[j], contributions.get(j), when
+                )
+            out[i] = Outcome(
+                v.event, alert, v.late, False, score, tuple(signals), point.version, rows[j]
+            )
+        return cast("list[Outcome]", out)
+
+    def _merchant_signals(self, v: CardVerdict, merchant: MerchantView) -> list[Signal]:
         signals = list(v.signals)
-        mw = MerchantWindow(e, v.amount, self.base, merchant, self.ruleset)
+        mw = MerchantWindow(v.event, v.amount, self.base, merchant, self.ruleset)
         risk = merchant_risk(mw)
         if risk is not None:
             signals.append(risk)
@@ -175,12 +222,49 @@ class Detector:
             ticket = amount_vs_merchant(mw)
             if ticket is not None:
                 signals.append(ticket)
-        score = self.scorer.score(signals)
-        alert = None
-        if signals and self.scorer.alerts(score, signals):
-            when = e.ts if detected_at is None else detected_at
-            alert = self._alert(v, score, signals, when)
-        return Outcome(e, alert, v.late, False, score, tuple(signals))
+        return signals
+
+    def _scores(
+        self,
+        rows: list[list[float]],
+        jobs: list[tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]],
+    ) -> list[float]:
+        """Each job's score: the formula in Python, a model in one call per operating point."""
+        scores = [0.0] * len(jobs)
+        by_point: dict[int, list[int]] = {}
+        for j, job in enumerate(jobs):
+            point = job[4]
+            if point.model.kind == FORMULA:
+                scores[j] = self.scorer.score(job[3])
+            else:
+                by_point.setdefault(id(point), []).append(j)
+        for js in by_point.values():
+            model = jobs[js[0]][4].model
+            x = np.array([rows[j] for j in js], dtype=np.float64)
+            for j, score in zip(js, model.predict(x).tolist(), strict=True):
+                scores[j] = score
+        return scores
+
+    def _contributions(
+        self,
+        rows: list[list[float]],
+        jobs: list[tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]],
+        scores: list[float],
+    ) -> dict[int, list[float]]:
+        """Per-feature contributions of the alerted transactions a model scored."""
+        by_point: dict[int, list[int]] = {}
+        for j, (_, _, _, signals, point) in enumerate(jobs):
+            if point.model.kind == FORMULA:
+                continue
+            if scores[j] >= point.threshold or any(s.always_alert for s in signals):
+                by_point.setdefault(id(point), []).append(j)
+        out: dict[int, list[float]] = {}
+        for js in by_point.values():
+            model = jobs[js[0]][4].model
+            x = np.array([rows[j] for j in js], dtype=np.float64)
+            for j, c in zip(js, model.contributions(x).tolist(), strict=True):
+                out[j] = c
+        return out
 
     # ------------------------------------------------------------------ state
 
@@ -280,11 +364,33 @@ class Detector:
         return tuple(rows)
 
     def _alert(
-        self, v: CardVerdict, score: float, signals: list[Signal], detected_at: int
+        self,
+        v: CardVerdict,
+        merchant: MerchantView,
+        score: float,
+        signals: list[Signal],
+        point: OperatingPoint,
+        row: list[float],
+        contributions: list[float] | None,
+        detected_at: int,
     ) -> Alert:
         e = v.event
-        top = explain(signals)
-        reasons = tuple(Reason(s.rule, self.scorer.alone(s), s.detail) for s in top)
+        if contributions is None:
+            reasons = tuple(
+                Reason(s.rule, self.scorer.alone(s), s.detail) for s in explain(signals)
+            )
+        else:
+            fired = {s.rule: s for s in signals}
+            bias = contributions[-1]
+            delay = self.ruleset.labels.label_delay_days
+            reasons = tuple(
+                Reason(
+                    family,
+                    round(sigmoid(bias + c), 4),
+                    sentence(family, v, merchant, row, fired, self.base, delay),
+                )
+                for family, c in top_families(contributions, signals)
+            )
         this = _evidence_row(
             e.transaction_id,
             e.ts,
@@ -307,6 +413,7 @@ class Detector:
             detected_at=detected_at,
             base_currency=self.base,
             late=v.late,
+            model_version=point.version,
         )
 
 
@@ -322,3 +429,7 @@ def _evidence_row(
         "country": country,
         "channel": "card_present" if cp else "card_not_present",
     }
+
+
+def sigmoid(x: float) -> float:
+    return 0.5 * (1.0 + math.tanh(0.5 * x))

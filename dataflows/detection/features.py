@@ -10,53 +10,64 @@ the hot path.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from dataflows.detection.detector import CardVerdict
 from dataflows.detection.merchant import MerchantView
 from dataflows.detection.signals import Signal
 from fraudwatch.contract import SIGNAL_NAMES
+
+if TYPE_CHECKING:
+    from dataflows.detection.detector import CardVerdict
+
+
+def feature_row(v: CardVerdict, merchant: MerchantView, signals: Sequence[Signal]) -> list[float]:
+    """The features of one judged transaction, in ``FEATURE_NAMES`` order (finite floats)."""
+    e = v.event
+    h = v.habit
+    amount = v.amount
+    hour = (e.ts // 3_600_000) % 24
+    weekday = (e.ts // 86_400_000 + 3) % 7  # 1970-01-01 was a Thursday (Monday = 0)
+    fired = dict.fromkeys(SIGNAL_NAMES, 0.0)
+    total = 0.0
+    for s in signals:
+        fired[s.rule] = s.weight
+        total += s.weight
+    return [
+        amount,
+        math.log1p(amount),
+        float(hour),
+        float(weekday >= 5),
+        float(hour < 6),
+        float(e.card_present),
+        float(v.late),
+        h.history_days,
+        h.count_1d,
+        h.count_7d,
+        h.count_30d,
+        h.amount_1d / h.count_1d if h.count_1d > 0 else 0.0,
+        h.amount_7d / h.count_7d if h.count_7d > 0 else 0.0,
+        h.amount_30d / h.count_30d if h.count_30d > 0 else 0.0,
+        amount / v.card_median if v.card_median > 0 else 0.0,
+        float(merchant.n_1d),
+        float(merchant.n_7d),
+        float(merchant.n_30d),
+        merchant.risk(1),
+        merchant.risk(7),
+        merchant.risk(30),
+        float(merchant.recent_n),
+        float(merchant.recent_fraud),
+        amount / merchant.typical_amount if merchant.typical_amount > 0 else 0.0,
+        *fired.values(),
+        total,
+    ]
 
 
 def features(
     v: CardVerdict, merchant: MerchantView, signals: tuple[Signal, ...]
 ) -> dict[str, float]:
     """The named features of one judged transaction (all finite floats)."""
-    e = v.event
-    h = v.habit
-    when = datetime.fromtimestamp(e.ts / 1000, UTC)
-    out: dict[str, float] = {
-        "amount": v.amount,
-        "log_amount": math.log1p(v.amount),
-        "hour_utc": float(when.hour),
-        "is_weekend": float(when.weekday() >= 5),
-        "is_night_utc": float(when.hour < 6),
-        "card_present": float(e.card_present),
-        "late": float(v.late),
-        "card_history_days": h.history_days,
-        "card_count_1d": h.count_1d,
-        "card_count_7d": h.count_7d,
-        "card_count_30d": h.count_30d,
-        "card_mean_amount_1d": h.amount_1d / h.count_1d if h.count_1d > 0 else 0.0,
-        "card_mean_amount_7d": h.amount_7d / h.count_7d if h.count_7d > 0 else 0.0,
-        "card_mean_amount_30d": h.amount_30d / h.count_30d if h.count_30d > 0 else 0.0,
-        "amount_vs_card_median": v.amount / v.card_median if v.card_median > 0 else 0.0,
-        "merchant_n_1d": float(merchant.n_1d),
-        "merchant_n_7d": float(merchant.n_7d),
-        "merchant_n_30d": float(merchant.n_30d),
-        "merchant_risk_1d": merchant.risk(1),
-        "merchant_risk_7d": merchant.risk(7),
-        "merchant_risk_30d": merchant.risk(30),
-        "merchant_recent_n": float(merchant.recent_n),
-        "merchant_recent_frauds": float(merchant.recent_fraud),
-        "amount_vs_merchant_ticket": (
-            v.amount / merchant.typical_amount if merchant.typical_amount > 0 else 0.0
-        ),
-    }
-    fired = {s.rule: s.weight for s in signals}
-    for name in SIGNAL_NAMES:
-        out[f"signal_{name}"] = fired.get(name, 0.0)
-    return out
+    return dict(zip(FEATURE_NAMES, feature_row(v, merchant, signals), strict=True))
 
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -85,4 +96,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "merchant_recent_frauds",
     "amount_vs_merchant_ticket",
     *(f"signal_{name}" for name in SIGNAL_NAMES),
+    # The formula's own evidence (the sum of the fired signals' weights, in log-odds).
+    "formula_logit",
 )

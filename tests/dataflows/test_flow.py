@@ -69,7 +69,7 @@ def comparable(alert: dict) -> tuple:
 
 
 def test_step_ids_are_pinned_because_renaming_one_drops_its_recovery_state() -> None:
-    sinks = Sinks(*(TestingSink([]) for _ in range(5)))
+    sinks = Sinks(*(TestingSink([]) for _ in range(6)))
     flow = build_flow(settings(), source=TestingSource([]), sinks=sinks)
     assert [s.step_id for s in flow.substeps] == [
         f"fraudwatch.{step}"
@@ -100,6 +100,8 @@ def test_step_ids_are_pinned_because_renaming_one_drops_its_recovery_state() -> 
             "alerts_mongo_out",
             "score_json",
             "scores_out",
+            "feature_rows",
+            "features_out",
             "stats_by_batch",
             "minute_stats",
             "stats_mongo_out",

@@ -101,20 +101,31 @@ class PipelineEnv:
         return f"scores-{self.tag}"
 
     @property
+    def features(self) -> str:
+        return f"features-{self.tag}"
+
+    @property
     def db(self) -> str:
         return f"it{self.tag}"
 
     def create_topics(self, partitions: int = 3) -> None:
         ensure_topics(
             self.bootstrap,
-            {self.tx: partitions, self.alerts: 3, self.dlq: 1, self.labels: 3, self.scores: 3},
+            {
+                self.tx: partitions,
+                self.alerts: 3,
+                self.dlq: 1,
+                self.labels: 3,
+                self.scores: 3,
+                self.features: 1,
+            },
         )
 
     def delete_topics(self) -> None:
         from confluent_kafka.admin import AdminClient
 
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        topics = [self.tx, self.alerts, self.dlq, self.labels, self.scores]
+        topics = [self.tx, self.alerts, self.dlq, self.labels, self.scores, self.features]
         for fut in admin.delete_topics(topics).values():
             with contextlib.suppress(Exception):  # best-effort cleanup of a scratch topic
                 fut.result(timeout=15)
@@ -130,6 +141,7 @@ class PipelineEnv:
             "DLQ_TOPIC": self.dlq,
             "LABELS_TOPIC": self.labels,
             "SCORES_TOPIC": self.scores,
+            "FEATURES_TOPIC": self.features,
             "FRAUD_TOKEN_KEY": TOKEN_KEY,
             "FRAUD_RULES_FILE": str(TEST_RULES_FILE),
             "FRAUD_STATS_FLUSH_S": "0.2",

@@ -49,6 +49,7 @@ def make_settings(db_name: str, **overrides: Any) -> WebappSettings:
         # Exact reads: these tests seed alerts behind the app's back and expect to see them on
         # the next request. The read cache has its own tests (test_read_cache.py).
         "webapp_read_cache_s": 0,
+        "webapp_model_cache_s": 0,
         # No labels to the shared LABELS_TOPIC from tests about other things: the label tests
         # (test_labels.py) turn publishing on with a topic of their own.
         "webapp_publish_labels": False,

@@ -21,6 +21,7 @@ from fraudwatch.alert_store import ALERTS, write_alerts
 from webapp.demo import seed_demo
 
 from .conftest import PASSWORD, Clock, build_app, make_user
+from .model_factories import seed_registry
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -175,3 +176,23 @@ def test_filters_survive_live_refresh_in_the_browser(page, server, mongo_db) -> 
     expect(page.locator(f'tr[data-alert-id="{"e" * 24}"]')).to_have_count(0)
     expect(page.locator("select[name=severity]")).to_have_value("critical")
     assert page.locator("#queue-rows tr.row").count() == min(before + 1, 50)
+
+
+def test_model_health_charts_and_the_drift_banner_render(page, server, mongo_db) -> None:
+    base, _ = server
+    seed_registry(mongo_db, drift_on="2026-10-10")
+    sign_in(page, base)
+    banner = page.locator("#drift-banner")
+    expect(banner).to_be_visible()  # on the queue
+    expect(banner).to_contain_text("2026-10-10")
+    page.click("nav.mainnav >> text=Model health")
+    expect(page).to_have_url(f"{base}/model")
+    expect(page.locator("body[data-charts=ready]")).to_be_attached()
+    for chart in ("versions", "budget", "precision"):
+        canvas = page.locator(f"#chart-{chart}")
+        expect(canvas).to_be_visible()
+        assert canvas.bounding_box()["height"] > 100, chart
+    expect(page.locator("#current-model")).to_contain_text("gbm-20261012-a1b2c3")
+    expect(page.locator("#model-versions tr.version-row")).to_have_count(4)
+    expect(banner).to_be_visible()
+    page.screenshot(path=str(SCREENSHOTS / "model.png"), full_page=True)

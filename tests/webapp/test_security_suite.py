@@ -36,11 +36,13 @@ from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, minute_id
 from webapp.api import API_LIST_PARAMS, DispositionRequest
 from webapp.console import POLL_PARAMS
 from webapp.documents import TRANSITIONS
+from webapp.model_registry import MODEL_HEALTH, MODELS
 from webapp.ops import SECURITY_HEADERS
 from webapp.queries import LIST_PARAMS
 from webapp.settings import ROLES
 
 from .conftest import PASSWORD, AlertFactory, build_app, make_user
+from .model_factories import health_days, make_health_doc, make_model_doc
 from .test_browser import CHROMIUM, CHROMIUM_ARGS
 
 pytestmark = pytest.mark.integration
@@ -126,6 +128,9 @@ VALID_REQUESTS: dict[tuple[str, str], Callable[[Ctx], Request]] = {
     ("/alerts/<alert_id>", "GET"): lambda c: {"path": f"/alerts/{c.form_alert}"},
     ("/alerts/<alert_id>/disposition", "POST"): _disposition_form,
     ("/dashboard", "GET"): lambda c: {"path": "/dashboard"},
+    ("/model", "GET"): lambda c: {"path": "/model"},
+    ("/api/v1/models", "GET"): lambda c: {"path": "/api/v1/models?limit=5"},
+    ("/api/v1/model-health", "GET"): lambda c: {"path": "/api/v1/model-health?days=7"},
     ("/api/alerts", "GET"): lambda c: {"path": "/api/alerts?limit=20"},
     ("/api/alerts/<alert_id>", "GET"): lambda c: {"path": f"/api/alerts/{c.api_alert}"},
     ("/api/alerts/<alert_id>/disposition", "POST"): _disposition_api,
@@ -165,6 +170,9 @@ EXPECTED: dict[tuple[str, str], dict[str, int | str]] = {
     ("/alerts/<alert_id>", "GET"): PAGE,
     ("/alerts/<alert_id>/disposition", "POST"): {**PAGE, "viewer": 403, "analyst": 303},
     ("/dashboard", "GET"): PAGE,
+    ("/model", "GET"): PAGE,
+    ("/api/v1/models", "GET"): API,
+    ("/api/v1/model-health", "GET"): API,
     ("/api/alerts", "GET"): API,
     ("/api/alerts/<alert_id>", "GET"): API,
     ("/api/alerts/<alert_id>/disposition", "POST"): {**API, "viewer": 403, "viewer_token": 403},
@@ -386,6 +394,9 @@ PARAMS: dict[tuple[str, str], Params] = {
         form_action="/disposition", form_page="/alerts/<alert_id>"
     ),
     ("/dashboard", "GET"): Params(),
+    ("/model", "GET"): Params(),
+    ("/api/v1/models", "GET"): Params(query=("limit",)),
+    ("/api/v1/model-health", "GET"): Params(query=("days",)),
     ("/api/alerts", "GET"): Params(query=API_LIST_PARAMS),
     ("/api/alerts/<alert_id>", "GET"): Params(),
     ("/api/alerts/<alert_id>/disposition", "POST"): Params(json=DISPOSITION_JSON),
@@ -989,6 +1000,31 @@ def xss_world(app, seed, mongo_db, clock) -> dict[str, Any]:
             "late": 0,
         }
     )
+    # The trainer's documents, every text field a payload; the newest measured day drifts, so
+    # the banner (on every page) shows a payload model version too.
+    mongo_db[MODELS].insert_many(
+        [
+            make_model_doc(
+                f"v{n}-" + xss(n),
+                kind=xss(n + 1),
+                status="promoted" if n % 2 else xss(n + 2),
+                features=[xss(n + 3)],
+                # Keys may hold no "." on FerretDB.
+                params={xss(n + 4).replace(".", "_"): xss(n + 5)},
+                libraries={xss(n + 6).replace(".", "_"): xss(n + 7)},
+                reason=xss(n + 8),
+                metrics={"current_version": xss(n + 9)},
+                effective_day=f"2026-10-{n + 1:02d}",
+            )
+            for n in range(len(XSS_CORPUS))
+        ]
+    )
+    mongo_db[MODEL_HEALTH].insert_many(
+        [
+            make_health_doc(d["day"], model_version=xss(n), drift=True, day_ap=0.2)
+            for n, d in enumerate(health_days("2026-10-01", len(XSS_CORPUS)))
+        ]
+    )
     # A stored user whose name is markup can neither be created nor sign in.
     mongo_db["users"].insert_one(
         {"_id": XSS_CORPUS[0], "role": "analyst", "password_hash": "x", "created_at": clock.now}
@@ -1004,7 +1040,14 @@ def xss_pages(ids: list[str]) -> list[str]:
         "/alerts/" + urllib.parse.quote(XSS_CORPUS[1], safe=""),
         "/?" + urllib.parse.urlencode({"card": XSS_CORPUS[5]}),
     ]
-    return ["/", "/?rule=card_testing", "/dashboard", *[f"/alerts/{i}" for i in ids], *reflected]
+    return [
+        "/",
+        "/?rule=card_testing",
+        "/dashboard",
+        "/model",
+        *[f"/alerts/{i}" for i in ids],
+        *reflected,
+    ]
 
 
 def test_xss_corpus_in_every_displayed_field_renders_as_inert_text(app, client, xss_world) -> None:
@@ -1031,6 +1074,11 @@ def test_xss_corpus_in_every_displayed_field_renders_as_inert_text(app, client, 
     detail = client.get(f"/alerts/{ids[0]}").get_data(as_text=True)
     for field_name in ("merchant_name", "account_id", "transaction_id", "status_changed_by"):
         assert str(xss_alert_fields(0)[field_name]) not in detail
+    model = client.get("/model").get_data(as_text=True)
+    assert 'id="drift-banner"' in model
+    assert "&lt;script&gt;alert(&#39;xss-1&#39;)&lt;/script&gt;" in model  # shown, as text
+    versions = client.get("/api/v1/models").get_json()["models"]
+    assert {m["reason"] for m in versions} <= set(XSS_CORPUS)  # data, as it was
     api = client.get(f"/api/alerts/{ids[0]}")
     assert api.mimetype == "application/json"
     assert api.get_json()["alert"]["merchant_name"] == XSS_CORPUS[0]  # data, as it was
@@ -1139,9 +1187,12 @@ def test_pages_with_payloads_raise_no_csp_violation_in_chromium(
     seen = watch(page, base)
     try:
         browser_sign_in(page, base)
-        for path in ("/", f"/alerts/{ids[0]}", "/dashboard"):
+        for path in ("/", f"/alerts/{ids[0]}", "/model", "/dashboard"):
             page.goto(base + path)
             page.wait_for_load_state("load")
+            if path == "/model":
+                page.wait_for_selector("body[data-charts=ready]")
+                assert page.locator("#drift-banner").is_visible()
         page.wait_for_selector("body[data-charts=ready]")
         assert seen == Witness(), seen
     finally:
