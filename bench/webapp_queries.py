@@ -1,6 +1,7 @@
 """Time the console's three hot views on 50,000 alerts: p50/p95 over 30 runs each.
 
     .venv/bin/python bench/webapp_queries.py [--alerts 50000] [--runs 30] [--keep]
+        [--database NAME]   # time a database kept by an earlier run, without seeding
 
 Alerts are built with the shared contract (``Alert.to_mongo_doc``, via ``webapp.demo``) into
 a scratch database. The bulk of them is loaded with ``insert_many`` and the last 100 with
@@ -31,10 +32,11 @@ from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
 from webapp import create_app
 from webapp.demo import demo_pan, make_alert_doc
-from webapp.queries import AlertQuery
+from webapp.queries import AlertQuery, Cursor
 from webapp.settings import WebappSettings
 
 Doc = dict[str, Any]
+HOT_PAN = demo_pan(77)  # one card with many alerts (every 1,000th)
 
 
 def seed(db: Database[Doc], count: int, tokenizer: CardTokenizer, now: datetime) -> str:
@@ -42,7 +44,7 @@ def seed(db: Database[Doc], count: int, tokenizer: CardTokenizer, now: datetime)
     ensure_indexes(db)
     batch: list[Doc] = []
     upserted: list[Doc] = []
-    hot_pan = demo_pan(77)
+    hot_pan = HOT_PAN
     for seq in range(count):
         ts = now - timedelta(seconds=rng.uniform(0, 7 * 86400))
         ts = ts.replace(microsecond=ts.microsecond // 1000 * 1000)
@@ -82,10 +84,18 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the scratch database")
     parser.add_argument("--no-http", action="store_true", help="time the store only")
+    parser.add_argument(
+        "--database", help="time an existing database (seeded by an earlier --keep) as it is"
+    )
     args = parser.parse_args()
 
+    # The read cache off (every sample reads the database) and a generous time limit, so that
+    # a slow server shows up as latency rather than as a cache hit or a timeout.
     settings = WebappSettings(
-        mongodb_database=f"bench_webapp_{uuid.uuid4().hex[:8]}", webapp_secret_key="b" * 40
+        mongodb_database=args.database or f"bench_webapp_{uuid.uuid4().hex[:8]}",
+        webapp_secret_key="b" * 40,
+        webapp_read_cache_s=0,
+        webapp_query_time_limit_ms=60_000,
     )
     client: pymongo.MongoClient[Doc] = pymongo.MongoClient(settings.mongodb_uri)
     db = client[settings.mongodb_database]
@@ -94,12 +104,16 @@ def main() -> int:
     )
     now = datetime.now(UTC)
     t0 = time.perf_counter()
-    token = seed(db, args.alerts, tokenizer, now)
-    print(f"seeded {args.alerts:,} alerts in {time.perf_counter() - t0:.0f} s into {db.name}")
+    if args.database:
+        token = tokenizer.token(HOT_PAN)
+        print(f"timing {db[ALERTS].estimated_document_count():,} alerts in {db.name}")
+    else:
+        token = seed(db, args.alerts, tokenizer, now)
+        print(f"seeded {args.alerts:,} alerts in {time.perf_counter() - t0:.0f} s into {db.name}")
     try:
         app = create_app({"TESTING": True, "SETTINGS": settings})
         svc = app.extensions["fraudwatch"]
-        svc.access.create_user("bench", "viewer", "bench-password-123")
+        svc.access.create_user("bench", "viewer", "bench-password-123", replace=True)
         http = app.test_client()
         login = http.get("/login").get_data(as_text=True)
         csrf = login.split('name="csrf_token" value="')[1].split('"')[0]
@@ -109,7 +123,16 @@ def main() -> int:
         )
         store = svc.alerts
         size = svc.settings.webapp_page_size
+        deep = AlertQuery()
+        for _ in range(20):  # the 21st page, reached by cursor as an analyst would
+            older = store.page(deep, size, datetime.now(UTC)).older
+            assert older is not None
+            deep = AlertQuery(before=Cursor.decode("before", older))
         views = {
+            "queue, 21st page": (
+                lambda: store.page(deep, size, datetime.now(UTC)),
+                f"/api/alerts?limit=50&before={deep.before.encode() if deep.before else ''}",
+            ),
             "queue, first page": (
                 lambda: store.page(AlertQuery(), size, datetime.now(UTC)),
                 "/api/alerts?limit=50",
@@ -144,7 +167,7 @@ def main() -> int:
         server = client.admin.command("buildInfo")
         print("server:", server.get("version"), server.get("ferretdbVersion", "(MongoDB)"))
     finally:
-        if not args.keep:
+        if not (args.keep or args.database):
             client.drop_database(db.name)
     return 0
 

@@ -33,11 +33,16 @@ from fraudwatch.settings import LOCAL_KAFKA, LOCAL_MONGODB, KafkaSettings, Mongo
 REPO_ROOT = Path(__file__).resolve().parent.parent
 KAFKA_POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
 KAFKA_LOG4J = REPO_ROOT / "deploy" / "kafka" / "log4j2.properties"
+FERRETDB_PATCHES = REPO_ROOT / "deploy" / "ferretdb" / "patches"
 KAFKA_VERSION = "4.1.1"
 FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
-# Our local patch level of that build (see _build_ferretdb); bump it to force a rebuild.
-FERRETDB_PATCH = "fw1"
+# Our local patch level of that build (deploy/ferretdb/patches, applied in name order by
+# _build_ferretdb); bump it whenever a patch changes, to force a rebuild.
+FERRETDB_PATCH = "fw4"
+# The "upstream" variant gets only this patch (it changes no query result): the differential
+# test compares the full patch set against it.
+FERRETDB_UPSTREAM_PATCHES = ("0001-leak-tracker-logs-instead-of-panicking.patch",)
 
 # name -> partitions. Same list as compose.yaml's topic-init service.
 TOPICS: dict[str, int] = {
@@ -72,6 +77,9 @@ class StackConfig:
     mongo_port: int = 27017
     topics: dict[str, int] = field(default_factory=lambda: dict(TOPICS))
     start_timeout_s: float = 90.0
+    # "patched" (every patch in deploy/ferretdb/patches) or "upstream" (only the leak-tracker
+    # one: FerretDB's own query behaviour, for the differential test).
+    ferretdb_variant: str = "patched"
 
     @property
     def bootstrap(self) -> str:
@@ -161,7 +169,18 @@ class LocalStack:
 
     @property
     def ferretdb_bin(self) -> Path:
-        return self.config.build_dir / f"ferretdb-{FERRETDB_VERSION}-{FERRETDB_PATCH}" / "ferretdb"
+        variant = "" if self.config.ferretdb_variant == "patched" else "-upstream"
+        name = f"ferretdb-{FERRETDB_VERSION}{variant}-{FERRETDB_PATCH}"
+        return self.config.build_dir / name / "ferretdb"
+
+    def ferretdb_patches(self) -> list[Path]:
+        """The patches this stack's FerretDB variant is built with, in the order applied."""
+        patches = sorted(FERRETDB_PATCHES.glob("*.patch"))
+        if self.config.ferretdb_variant == "upstream":
+            return [p for p in patches if p.name in FERRETDB_UPSTREAM_PATCHES]
+        if self.config.ferretdb_variant != "patched":
+            raise StackError(f"unknown FerretDB variant {self.config.ferretdb_variant!r}")
+        return patches
 
     def build(self) -> None:
         """Fetch the Kafka jars and build FerretDB unless they are cached already."""
@@ -230,17 +249,24 @@ class LocalStack:
             else:
                 p.chmod(0o644)
         (src / "build" / "version" / "version.txt").write_text(FERRETDB_VERSION + "\n")
-        # FerretDB's leak tracker panics the whole server from a finalizer when an internal
-        # iterator was not closed ("*iterator.MultiCloser has not been finalized"), which we
-        # hit when clients disconnect mid-cursor. A leak must not take the database down:
-        # report it on stderr instead of panicking.
-        tracker = src / "internal" / "util" / "resource" / "resource.go"
-        code = tracker.read_text()
-        if "\t\tpanic(msg)\n" not in code:
-            raise StackError(f"cannot apply the FerretDB leak-tracker patch to {tracker}")
-        tracker.write_text(
-            code.replace("\t\tpanic(msg)\n", '\t\tprintln("ferretdb: resource leak:", msg)\n')
-        )
+        # Our patch set (deploy/ferretdb/patches/README.md says what each one does and why).
+        git = _need("git", "install git")
+        for patch in self.ferretdb_patches():
+            applied = subprocess.run(
+                [git, "apply", "--whitespace=nowarn", str(patch)],
+                cwd=src,
+                capture_output=True,
+                text=True,
+                check=False,
+                # src may lie inside a git checkout (.stack/build): keep git from using it
+                env={**os.environ, "GIT_CEILING_DIRECTORIES": str(src.parent)},
+            )
+            if applied.returncode != 0:
+                raise StackError(
+                    f"cannot apply {patch.name} to FerretDB {FERRETDB_VERSION}:\n"
+                    + applied.stdout
+                    + applied.stderr
+                )
         out = self.ferretdb_bin.with_suffix(".tmp")
         build = subprocess.run(
             [go, "build", "-trimpath", "-o", str(out), "./cmd/ferretdb"],

@@ -116,6 +116,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             db,
             queue_window=timedelta(hours=settings.webapp_queue_window_hours),
             read_cache=read_cache,
+            time_limit_ms=settings.webapp_query_time_limit_ms,
         ),
         access=AccessStore(
             db,

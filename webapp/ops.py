@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, jsonify, render_template, request
 from flask.typing import ResponseReturnValue
 from flask_wtf.csrf import CSRFError
-from pymongo.errors import PyMongoError
+from pymongo.errors import ExecutionTimeout, PyMongoError
 from werkzeug.exceptions import HTTPException
 
 from fraudwatch.cards import PAN_PATTERN, luhn_valid
@@ -227,6 +227,19 @@ def register_error_handlers(app: Flask) -> None:
             allowed = exc.get_headers()
             return (*response, dict(allowed))
         return response
+
+    @app.errorhandler(ExecutionTimeout)
+    def query_timeout(exc: ExecutionTimeout) -> ResponseReturnValue:
+        # maxTimeMS (WEBAPP_QUERY_TIME_LIMIT_MS) stopped the read on the server.
+        logging.getLogger(APP_LOGGER).warning(
+            "query time limit reached", extra={"fields": {"request_id": g.get("request_id")}}
+        )
+        return _error_response(
+            503,
+            "This view took too long on the alert database and was stopped. Choose a shorter "
+            "time range or add a filter (card, merchant, status), then try again.",
+            "query_timeout",
+        )
 
     @app.errorhandler(PyMongoError)
     def database_error(exc: PyMongoError) -> ResponseReturnValue:

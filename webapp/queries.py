@@ -147,13 +147,22 @@ class AlertQuery:
             flt[self.card.field] = self.card.value
         if self.merchant:
             flt["merchant_id"] = self.merchant
-        flt["timestamp"] = {"$gte": start, "$lt": end}
+        # The cursor's timestamp also narrows the range itself: the `$or` alone is not an index
+        # bound on FerretDB (only top-level fields are pushed down), so without it a deep page
+        # read every row above the cursor. The `$or` still decides ties on the timestamp.
+        lower: dict[str, Any] = {"$gte": start}
+        upper: dict[str, Any] = {"$lt": end}
         if self.before is not None:
             t, i = self.before.timestamp, self.before.alert_id
+            if t < end:
+                upper = {"$lte": t}
             flt["$or"] = [{"timestamp": {"$lt": t}}, {"timestamp": t, "_id": {"$lt": i}}]
         elif self.after is not None:
             t, i = self.after.timestamp, self.after.alert_id
+            if t >= start:
+                lower = {"$gte": t}
             flt["$or"] = [{"timestamp": {"$gt": t}}, {"timestamp": t, "_id": {"$gt": i}}]
+        flt["timestamp"] = {**lower, **upper}
         return flt
 
 

@@ -4,7 +4,7 @@ disposition audit trail.
 Each method is one query shape backed by one index from ``fraudwatch.alert_store`` (named in
 its docstring; ``docs/webapp.md`` has the table). List views are bounded by event time,
 sorted by (timestamp, _id) descending and paged by range on that pair, never by skip.
-Only portable features are used: find with sort/limit, count_documents, update_one,
+Only portable features are used: find with sort/limit, count, update_one,
 insert_one and aggregate with $match/$unwind/$group (see ``docs/webapp.md``).
 """
 
@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
+from pymongo.collection import Collection
+from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
@@ -116,8 +118,12 @@ class AlertStore:
         *,
         queue_window: timedelta,
         read_cache: ReadCache | None = None,
+        time_limit_ms: int = 3000,
     ) -> None:
         self._db = db
+        # maxTimeMS on every read: the server stops a slow view and pymongo raises
+        # ExecutionTimeout, which the console turns into a message (webapp.ops).
+        self.time_limit_ms = time_limit_ms
         self._alerts = db[ALERTS]
         self._stats = db[ALERT_STATS]
         self._dispositions = db[DISPOSITIONS]
@@ -135,6 +141,10 @@ class AlertStore:
     def ping(self) -> None:
         """Raise ``PyMongoError`` unless the server answers."""
         self._db.client.admin.command("ping")
+
+    def _find(self, coll: Collection[Doc], flt: Doc, fields: Doc) -> Cursor[Doc]:
+        """A console read, stopped by the server after ``time_limit_ms``."""
+        return coll.find(flt, fields).max_time_ms(self.time_limit_ms)
 
     def ensure_indexes(self) -> None:
         """Create the shared alert indexes once per process (the dataflow does the same)."""
@@ -164,12 +174,12 @@ class AlertStore:
         if query.after is not None:
             # Newer page: walk the same index upwards from the cursor, then flip.
             asc = [("timestamp", ASCENDING), ("_id", ASCENDING)]
-            docs = list(self._alerts.find(flt, QUEUE_FIELDS).sort(asc).limit(limit + 1))
+            docs = list(self._find(self._alerts, flt, QUEUE_FIELDS).sort(asc).limit(limit + 1))
             if len(docs) <= limit:
                 return self._load_page(query.first_page(), limit, now)
             rows = [AlertView.from_doc(d) for d in reversed(docs[:limit])]
             return AlertPage(rows, older=rows[-1].cursor, newer=rows[0].cursor, is_first=False)
-        docs = list(self._alerts.find(flt, QUEUE_FIELDS).sort(QUEUE_SORT).limit(limit + 1))
+        docs = list(self._find(self._alerts, flt, QUEUE_FIELDS).sort(QUEUE_SORT).limit(limit + 1))
         rows = [AlertView.from_doc(d) for d in docs[:limit]]
         older = rows[-1].cursor if len(docs) > limit and rows else None
         if query.before is None:
@@ -180,11 +190,12 @@ class AlertStore:
     def status_counts(self, query: AlertQuery, now: datetime) -> dict[str, int]:
         """Alerts per status for the current filters (ignoring the status filter itself).
 
-        One aggregation: ``$match`` on the filters and time range, then ``$group`` on the
-        single key ``status`` (FerretDB v1 keeps only the first key of a compound group
-        ``_id``). On MongoDB the match is a range on ``queue`` or an equality + range on the
-        filter's index; on FerretDB v1 it is one scan instead of five. Statuses without
-        alerts count 0; a status outside the state machine is not shown.
+        One ``count`` per status (a small fixed set): an equality on ``status`` plus the
+        filters and the time range, so ``by_status`` (or ``by_status_severity``) bounds each
+        one on MongoDB, and the patched FerretDB answers it with a SQL ``COUNT`` on that index
+        without reading a document (deploy/ferretdb/patches, 0004). A single ``$group`` on
+        status would read every alert of the window on FerretDB (~30 s at 50,000 alerts).
+        A status outside the state machine is not shown.
         """
         as_of, bucket = self._as_of(now)
         normalized = replace(query, status=None, before=None, after=None)
@@ -192,16 +203,11 @@ class AlertStore:
         return self.read_cache.get_or_load(key, lambda: self._load_counts(normalized, as_of))
 
     def _load_counts(self, query: AlertQuery, now: datetime) -> dict[str, int]:
-        match = query.mongo_filter(now, self.queue_window, with_status=False)
-        pipeline: list[Doc] = [
-            {"$match": match},
-            {"$group": {"_id": "$status", "n": {"$sum": 1}}},
-        ]
-        counts = dict.fromkeys(STATUSES, 0)
-        for row in self._alerts.aggregate(pipeline):
-            status = row.get("_id")
-            if isinstance(status, str) and status in counts:
-                counts[status] = int(row.get("n", 0))
+        counts = {}
+        for status in STATUSES:
+            flt = replace(query, status=status).mongo_filter(now, self.queue_window)
+            reply = self._db.command("count", ALERTS, query=flt, maxTimeMS=self.time_limit_ms)
+            counts[status] = int(reply["n"])
         return counts
 
     def _as_of(self, now: datetime) -> tuple[datetime, int]:
@@ -217,7 +223,7 @@ class AlertStore:
 
     def get(self, alert_id: str) -> AlertView | None:
         """One alert by ``_id`` (the primary key)."""
-        doc = self._alerts.find_one({"_id": alert_id})
+        doc = self._alerts.find_one({"_id": alert_id}, max_time_ms=self.time_limit_ms)
         return AlertView.from_doc(doc) if doc else None
 
     def card_history(self, card_token: str, limit: int = 50) -> list[AlertView]:
@@ -228,12 +234,12 @@ class AlertStore:
         return self.read_cache.get_or_load(key, lambda: self._load_card_history(card_token, limit))
 
     def _load_card_history(self, card_token: str, limit: int) -> list[AlertView]:
-        cursor = self._alerts.find({"card_token": card_token}, QUEUE_FIELDS)
+        cursor = self._find(self._alerts, {"card_token": card_token}, QUEUE_FIELDS)
         return [AlertView.from_doc(d) for d in cursor.sort(QUEUE_SORT).limit(limit)]
 
     def dispositions(self, alert_id: str) -> list[DispositionView]:
         """The alert's audit trail, oldest first. Index: ``by_alert`` (alert_id, at)."""
-        cursor = self._dispositions.find({"alert_id": alert_id}, {"_id": 0})
+        cursor = self._find(self._dispositions, {"alert_id": alert_id}, {"_id": 0})
         return [DispositionView.from_doc(d) for d in cursor.sort([("at", ASCENDING)]).limit(500)]
 
     def change_status(
@@ -337,7 +343,7 @@ class AlertStore:
         return self.read_cache.get_or_load(key, lambda: self._load_minute_stats(since, until))
 
     def _load_minute_stats(self, since: datetime, until: datetime) -> list[MinuteStats]:
-        cursor = self._stats.find({"minute": {"$gte": since, "$lt": until}}, {"_id": 0})
+        cursor = self._find(self._stats, {"minute": {"$gte": since, "$lt": until}}, {"_id": 0})
         rows = (MinuteStats.from_doc(d) for d in cursor.sort([("minute", ASCENDING)]).limit(2000))
         return [r for r in rows if r is not None]
 
@@ -363,7 +369,7 @@ class AlertStore:
                 {"$unwind": "$rules"},
                 {"$group": {"_id": "$rules", "n": {"$sum": 1}}},
             ]
-            for row in self._alerts.aggregate(pipeline):
+            for row in self._alerts.aggregate(pipeline, maxTimeMS=self.time_limit_ms):
                 rule = row.get("_id")
                 if isinstance(rule, str):
                     out.setdefault(rule, {})[status] = int(row.get("n", 0))

@@ -129,6 +129,17 @@ def test_before_cursor_continues_below_the_last_row_with_the_id_as_tie_break() -
     assert flt["$or"] == [{"timestamp": {"$lt": ts}}, {"timestamp": ts, "_id": {"$lt": "b" * 24}}]
 
 
+def test_cursor_timestamp_bounds_the_range_so_a_deep_page_starts_at_the_cursor() -> None:
+    ts = datetime(2026, 11, 25, 8, 40, tzinfo=UTC)
+    older = parse(before=Cursor(ts, "b" * 24).encode()).mongo_filter(NOW, timedelta(days=7))
+    assert older["timestamp"] == {"$gte": NOW - timedelta(days=7), "$lte": ts}
+    newer = parse(after=Cursor(ts, "b" * 24).encode()).mongo_filter(NOW, timedelta(days=7))
+    assert newer["timestamp"]["$gte"] == ts
+    # a cursor outside the range leaves the range as it is
+    far = parse(after=Cursor(ts, "b" * 24).encode()).mongo_filter(NOW, timedelta(minutes=10))
+    assert far["timestamp"]["$gte"] == NOW - timedelta(minutes=10)
+
+
 def test_empty_form_fields_count_as_absent() -> None:
     assert single_values({"status": [""], "card": ["  "]}, LIST_PARAMS) == {}
 

@@ -1,0 +1,122 @@
+"""The dataflow's MongoDB writes on two servers, alternating in one session: alert inserts
+(``write_alerts``) and statistics rewrites (``write_stats``), so that a patched FerretDB can be
+compared with another build (or MongoDB) without the noise of separate sessions.
+
+    .venv/bin/python -m bench.mongo_writes --a mongodb://127.0.0.1:27131 \\
+        --b mongodb://127.0.0.1:27132 [--alerts 10000] [--rounds 3]
+
+Each round, on each server in turn (A then B, B then A in the next round), a scratch database
+gets the shared indexes, ``--alerts`` alerts in batches of 500 through ``write_alerts`` (the
+last 2,000 timed), then 500 minutes of ``alert_stats`` inserted once and rewritten twice
+(``$set`` upserts, the path a replay or a late minute takes). Prints each timing per server
+and the ratio B/A of the medians (> 1: B is slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pymongo
+
+from fraudwatch.alert_store import (
+    ALERT_STATS,
+    ALERTS,
+    NEW_MINUTE,
+    ensure_indexes,
+    minute_id,
+    write_alerts,
+    write_stats,
+)
+from fraudwatch.cards import CardTokenizer
+from webapp.demo import demo_pan, make_alert_doc
+
+Doc = dict[str, Any]
+BATCH = 500
+TIMED_ALERTS = 2000
+MINUTES = 500
+
+
+def one_round(uri: str, alerts: int, seed: int) -> dict[str, float]:
+    """Seconds per write kind on a fresh database of the server at ``uri``."""
+    client: pymongo.MongoClient[Doc] = pymongo.MongoClient(uri)
+    db = client[f"bench_writes_{uuid.uuid4().hex[:8]}"]
+    try:
+        ensure_indexes(db)
+        rng = random.Random(seed)
+        tokenizer = CardTokenizer("w" * 32)
+        now = datetime.now(UTC)
+        docs = [
+            make_alert_doc(
+                rng,
+                tokenizer,
+                ts=now - timedelta(seconds=rng.uniform(0, 7 * 86400)),
+                seq=seq,
+                pan=demo_pan(rng.randrange(20_000)),
+            )
+            for seq in range(alerts)
+        ]
+        out: dict[str, float] = {}
+        untimed, timed = docs[:-TIMED_ALERTS], docs[-TIMED_ALERTS:]
+        for i in range(0, len(untimed), BATCH):
+            write_alerts(db[ALERTS], untimed[i : i + BATCH])
+        t0 = time.perf_counter()
+        for i in range(0, len(timed), BATCH):
+            write_alerts(db[ALERTS], timed[i : i + BATCH])
+        out[f"alert inserts ({TIMED_ALERTS:,})"] = time.perf_counter() - t0
+        start = now.replace(second=0, microsecond=0) - timedelta(minutes=MINUTES)
+        minutes = [start + timedelta(minutes=m) for m in range(MINUTES)]
+
+        def stats(new: bool, n: int) -> list[Doc]:
+            rows: list[Doc] = []
+            for m in minutes:
+                row: Doc = {"_id": minute_id(m), "minute": m, "alerts": n, "transactions": 9 * n}
+                if new:
+                    row[NEW_MINUTE] = True
+                rows.append(row)
+            return rows
+
+        t0 = time.perf_counter()
+        for i in range(0, MINUTES, 100):
+            write_stats(db[ALERT_STATS], stats(True, 1)[i : i + 100])
+        out[f"stats inserts ({MINUTES})"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for n in (2, 3):
+            for i in range(0, MINUTES, 100):
+                write_stats(db[ALERT_STATS], stats(False, n)[i : i + 100])
+        out[f"stats rewrites ({2 * MINUTES})"] = time.perf_counter() - t0
+        return out
+    finally:
+        client.drop_database(db.name)
+        client.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--a", required=True, help="MongoDB URI of server A (e.g. patched)")
+    parser.add_argument("--b", required=True, help="MongoDB URI of server B (e.g. upstream)")
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
+    for r in range(args.rounds):
+        order = (("A", args.a), ("B", args.b)) if r % 2 == 0 else (("B", args.b), ("A", args.a))
+        for name, uri in order:
+            for kind, secs in one_round(uri, args.alerts, seed=r).items():
+                results[name].setdefault(kind, []).append(secs)
+                print(f"round {r + 1} {name} {kind}: {secs:.2f} s", flush=True)
+    print(f"\n{'write':<26} {'A median':>9} {'B median':>9} {'B/A':>6}")
+    for kind, a_runs in results["A"].items():
+        a, b = statistics.median(a_runs), statistics.median(results["B"][kind])
+        print(f"{kind:<26} {a:>8.2f}s {b:>8.2f}s {b / a:>6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
