@@ -823,6 +823,7 @@ def trainer_summary(models: Path) -> dict[str, Any] | None:
     days = sum(1 for _ in _json_lines(models))
     seconds = [d["metrics"]["train_seconds"] for d in docs]
     rss = [d["metrics"]["peak_rss_mb"] for d in docs]
+    extra = [e for d in docs if (e := d["metrics"].get("retrain_extra_mb")) is not None]
     return {
         "decisions": days,
         "candidates": len(docs),
@@ -830,6 +831,7 @@ def trainer_summary(models: Path) -> dict[str, Any] | None:
         "train_seconds_mean": sum(seconds) / len(seconds) if seconds else None,
         "train_seconds_max": max(seconds, default=None),
         "peak_rss_mb": max(rss, default=None),
+        "retrain_extra_mb": max(extra, default=None),
         "train_rows_max": max((d["metrics"]["train_rows"] for d in docs), default=None),
     }
 
@@ -1172,12 +1174,14 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
         rows = [
             [name, str(t["decisions"]), str(t["candidates"]), str(t["promoted"]),
              _num(t["train_seconds_mean"], 2), _num(t["train_seconds_max"], 2),
-             _int(t["train_rows_max"]), _num(t["peak_rss_mb"], 0)]
+             _int(t["train_rows_max"]), _num(t.get("retrain_extra_mb"), 0),
+             _num(t["peak_rss_mb"], 0)]
             for name, t in trainers.items()
         ]  # fmt: skip
         out.extend(_table(["profile", "decisions", "candidates", "promoted",
                            "s per retrain (mean)", "s (max)", "training rows (max)",
-                           "peak RSS of the backtest, MB"], rows, "l"))  # fmt: skip
+                           "memory a retrain adds, MB (max)",
+                           "peak RSS of the whole backtest, MB"], rows, "l"))  # fmt: skip
 
     w("\n## The data\n")
     rows = []

@@ -236,6 +236,7 @@ class Trainer:
         model_doc: dict[str, Any] | None = None
         model_text = None
         started = time.monotonic()
+        rss_before = _reset_peak_rss()
         validation = self._labelled([valid_day], start_ms)
         current_ap = None
         if validation is not None:
@@ -284,9 +285,7 @@ class Trainer:
                     "current_version": self.current.version,
                     "current_ap": current_ap,
                     "train_seconds": round(time.monotonic() - started, 3),
-                    "peak_rss_mb": round(
-                        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1
-                    ),
+                    **_peak_rss(rss_before),
                 },
                 "libraries": _libraries(),
                 "reason": reason,
@@ -426,6 +425,43 @@ class Trainer:
     def _point_for(self, day: int) -> OperatingPoint | None:
         known = [d for d in self.decided if d <= day]
         return self.decided[max(known)] if known else None
+
+
+def _proc_status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> int | None:
+    """This process's RSS in kB now, after resetting its peak (Linux; None elsewhere).
+
+    ``ru_maxrss`` cannot be reset and carries a parent's peak across ``exec``; writing 5 to
+    ``clear_refs`` resets ``VmHWM``, so the peak read afterwards is this retrain's.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return None
+    return _proc_status_kb("VmRSS")
+
+
+def _peak_rss(before_kb: int | None) -> dict[str, float | None]:
+    """The process's peak RSS during the retrain, and how much above its RSS before it."""
+    peak = _proc_status_kb("VmHWM")
+    if peak is None or before_kb is None:
+        mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"peak_rss_mb": round(mb, 1), "retrain_extra_mb": None}
+    return {
+        "peak_rss_mb": round(peak / 1024, 1),
+        "retrain_extra_mb": round(max(0, peak - before_kb) / 1024, 1),
+    }
 
 
 def _fmt(x: float | None) -> str:
