@@ -71,6 +71,26 @@ class CardVerdict(NamedTuple):
     card_median: float = 0.0  # median amount of the card's profile (0: none yet)
 
 
+# One transaction of a batch being finished: its index in the batch, verdict, merchant view,
+# signals and the operating point that scores it.
+_Job = tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]
+
+
+def _per_model(
+    rows: list[list[float]], jobs: list[_Job], selected: list[int], call: str
+) -> dict[int, Any]:
+    """``model.<call>`` on the selected jobs' rows: one vectorised call per operating point."""
+    groups: dict[int, list[int]] = {}
+    for j in selected:
+        groups.setdefault(id(jobs[j][4]), []).append(j)
+    out: dict[int, Any] = {}
+    for js in groups.values():
+        model = jobs[js[0]][4].model
+        x = np.array([rows[j] for j in js], dtype=np.float64)
+        out.update(zip(js, getattr(model, call)(x).tolist(), strict=True))
+    return out
+
+
 class Detector:
     """Applies a rule set to one transaction: card signals, then merchant signals and score.
 
@@ -186,7 +206,7 @@ class Detector:
         """
         out: list[Outcome | None] = [None] * len(viewed)
         rows: list[list[float]] = []
-        jobs: list[tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]] = []
+        jobs: list[_Job] = []
         for i, (v, merchant) in enumerate(viewed):
             if v.duplicate:
                 out[i] = Outcome(v.event, None, duplicate=True)
@@ -224,47 +244,28 @@ class Detector:
                 signals.append(ticket)
         return signals
 
-    def _scores(
-        self,
-        rows: list[list[float]],
-        jobs: list[tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]],
-    ) -> list[float]:
+    def _scores(self, rows: list[list[float]], jobs: list[_Job]) -> list[float]:
         """Each job's score: the formula in Python, a model in one call per operating point."""
         scores = [0.0] * len(jobs)
-        by_point: dict[int, list[int]] = {}
         for j, job in enumerate(jobs):
-            point = job[4]
-            if point.model.kind == FORMULA:
+            if job[4].model.kind == FORMULA:
                 scores[j] = self.scorer.score(job[3])
-            else:
-                by_point.setdefault(id(point), []).append(j)
-        for js in by_point.values():
-            model = jobs[js[0]][4].model
-            x = np.array([rows[j] for j in js], dtype=np.float64)
-            for j, score in zip(js, model.predict(x).tolist(), strict=True):
-                scores[j] = score
+        modelled = [j for j, job in enumerate(jobs) if job[4].model.kind != FORMULA]
+        for j, score in _per_model(rows, jobs, modelled, "predict").items():
+            scores[j] = score
         return scores
 
     def _contributions(
-        self,
-        rows: list[list[float]],
-        jobs: list[tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]],
-        scores: list[float],
+        self, rows: list[list[float]], jobs: list[_Job], scores: list[float]
     ) -> dict[int, list[float]]:
         """Per-feature contributions of the alerted transactions a model scored."""
-        by_point: dict[int, list[int]] = {}
-        for j, (_, _, _, signals, point) in enumerate(jobs):
-            if point.model.kind == FORMULA:
-                continue
-            if scores[j] >= point.threshold or any(s.always_alert for s in signals):
-                by_point.setdefault(id(point), []).append(j)
-        out: dict[int, list[float]] = {}
-        for js in by_point.values():
-            model = jobs[js[0]][4].model
-            x = np.array([rows[j] for j in js], dtype=np.float64)
-            for j, c in zip(js, model.contributions(x).tolist(), strict=True):
-                out[j] = c
-        return out
+        alerted = [
+            j
+            for j, (_, _, _, signals, point) in enumerate(jobs)
+            if point.model.kind != FORMULA
+            and (scores[j] >= point.threshold or any(s.always_alert for s in signals))
+        ]
+        return _per_model(rows, jobs, alerted, "contributions")
 
     # ------------------------------------------------------------------ state
 
