@@ -129,10 +129,16 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--no-recovery", action="store_true")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="score with this LightGBM model (a backtest --models-dir file), not the formula",
+    )
     a = p.parse_args()
     records = load_records(a.file, a.partitions, a.limit)
     for _ in range(a.repeat):
-        res = run(records, a.snapshot_interval, a.batch_size, recovery=not a.no_recovery)
+        res = run(records, a.snapshot_interval, a.batch_size, not a.no_recovery, a.model)
         print(json.dumps(res), flush=True)
 
 

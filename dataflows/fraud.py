@@ -10,8 +10,10 @@ Data flow (step ids are stable: renaming one drops its recovery state)::
                                                                                       |
       card_input -> card_shards (a CardBook each: card state, habits, card signals)   |
          -> verdicts -> by_merchant (regroup by merchant shard) -> merchant_input <---+
-         -> merchant_shards (a MerchantBook each: learned merchant risk; score, alert)
-         -> outcomes
+         -> merchant_shards (a MerchantBook each: learned merchant risk, merchant signals,
+                             feature rows) -> judged
+         -> score (stateless, the whole batch at once: the operating point's model in one
+                   call, alerts, explanations; looks for new operating points) -> outcomes
     outcomes -> alerts -> alert_json -> alerts_kafka_out; alert_docs -> alerts_mongo_out
     outcomes -> score_json -> scores_out (only with FRAUD_WRITE_SCORES=1)
     outcomes -> stats_by_batch -> minute_stats -> stats_mongo_out
@@ -46,7 +48,7 @@ from bytewax.testing import TestingSource
 
 from dataflows import metrics
 from dataflows.detection.cardbook import BookSnapshot, CardBook, CardItem, shard_of
-from dataflows.detection.detector import CardVerdict, Detector, Outcome
+from dataflows.detection.detector import CardVerdict, Detector, Judged, Outcome
 from dataflows.detection.featurelog import Sampler
 from dataflows.detection.featurelog import encode as encode_row
 from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
@@ -83,7 +85,8 @@ STEP_IDS = (
     "by_merchant",
     "merchant_input",
     "merchant_shards",
-    "outcomes",
+    "judged",
+    "score",
     "alerts",
     "alert_json",
     "alerts_kafka_out",
@@ -201,35 +204,29 @@ class CardShardLogic(ShardLogic[list[CardItem], list[CardVerdict], BookSnapshot]
 MerchantItem = CardVerdict | LabelEvent
 
 
-class MerchantShardLogic(ShardLogic[list[MerchantItem], list[Outcome], MerchantSnapshot]):
-    """One shard's merchants: learned merchant risk, then each transaction's score and alert."""
+class MerchantShardLogic(ShardLogic[list[MerchantItem], list[Judged], MerchantSnapshot]):
+    """One shard's merchants: learned merchant risk, each transaction's merchant signals and
+    feature row (scoring needs no state: the ``score`` step does it for all shards at once)."""
 
-    __slots__ = ("detector", "merchants", "newest_ts", "policies")
+    __slots__ = ("detector", "merchants", "newest_ts")
 
     def __init__(
-        self,
-        detector: Detector,
-        resume: MerchantSnapshot | None,
-        eviction_every: timedelta,
-        policies: PolicyRefresh,
+        self, detector: Detector, resume: MerchantSnapshot | None, eviction_every: timedelta
     ) -> None:
         self.detector = detector
         self.merchants = MerchantBook(detector.ruleset.labels.label_delay_days, resume)
         super().__init__(self.merchants, eviction_every)
         self.newest_ts = -1
-        self.policies = policies
 
-    def on_batch(self, values: list[list[MerchantItem]]) -> tuple[list[list[Outcome]], bool]:
-        self.policies.maybe_refresh()
-        now_ms = time.time_ns() // 1_000_000
+    def on_batch(self, values: list[list[MerchantItem]]) -> tuple[list[list[Judged]], bool]:
         observe = self.merchants.observe
-        finish = self.detector.finish_batch
+        judge = self.detector.judge_merchant
         out = []
         for items in values:
             viewed = observe(items)
             if viewed:
                 self.newest_ts = max(self.newest_ts, *(v.event.ts for v, _ in viewed))
-                out.append(finish(viewed, now_ms))
+                out.append([judge(v, view) for v, view in viewed])
         return out, StatefulBatchLogic.RETAIN
 
     def evict_idle(self) -> None:
@@ -475,7 +472,19 @@ def build_flow(
         )
 
     def merchant_logic(resume: MerchantSnapshot | None) -> MerchantShardLogic:
-        return MerchantShardLogic(detector, resume, eviction_every, policies)
+        return MerchantShardLogic(detector, resume, eviction_every)
+
+    def score(judged_lists: list[list[Judged]]) -> list[list[Outcome]]:
+        # One model call for the whole batch (every merchant shard), between batches a look
+        # for a new operating point; the lists keep their shape for the steps downstream.
+        policies.maybe_refresh()
+        flat = [j for judged in judged_lists for j in judged]
+        outcomes = detector.score_batch(flat, time.time_ns() // 1_000_000)
+        out, at = [], 0
+        for judged in judged_lists:
+            out.append(outcomes[at : at + len(judged)])
+            at += len(judged)
+        return out
 
     def card_logic(resume: BookSnapshot | None) -> CardShardLogic:
         return CardShardLogic(detector, resume, eviction_every, watermarks)
@@ -521,8 +530,8 @@ def build_flow(
             "merchant_input", op.flat_map_batch("by_merchant", verdicts, by_merchant), labels_m
         ),
     )
-    judged = op.stateful_batch("merchant_shards", merchant_in, merchant_logic)
-    outcomes = op.key_rm("outcomes", judged)
+    judged = op.key_rm("judged", op.stateful_batch("merchant_shards", merchant_in, merchant_logic))
+    outcomes = op.flat_map_batch("score", judged, score)
     alerts = op.flat_map("alerts", outcomes, alerts_of)
     op.output("alerts_kafka_out", op.map("alert_json", alerts, _alert_message), sinks.alerts_kafka)
     op.output("alerts_mongo_out", op.map("alert_docs", alerts, _alert_doc), sinks.alerts_mongo)

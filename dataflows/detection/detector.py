@@ -71,6 +71,15 @@ class CardVerdict(NamedTuple):
     card_median: float = 0.0  # median amount of the card's profile (0: none yet)
 
 
+class Judged(NamedTuple):
+    """A transaction after both stages' signals, ready to be scored (``row`` None: a duplicate)."""
+
+    verdict: CardVerdict
+    merchant: MerchantView
+    signals: list[Signal]
+    row: list[float] | None
+
+
 # One transaction of a batch being finished: its index in the batch, verdict, merchant view,
 # signals and the operating point that scores it.
 _Job = tuple[int, CardVerdict, MerchantView, list[Signal], OperatingPoint]
@@ -197,22 +206,33 @@ class Detector:
     def finish_batch(
         self, viewed: Sequence[tuple[CardVerdict, MerchantView]], detected_at: int | None
     ) -> list[Outcome]:
-        """The merchant half: merchant signals, the score and the alert, for a whole batch.
+        """The merchant half of a batch: ``judge_merchant`` each, then ``score_batch``."""
+        return self.score_batch([self.judge_merchant(v, m) for v, m in viewed], detected_at)
+
+    def judge_merchant(self, v: CardVerdict, merchant: MerchantView) -> Judged:
+        """The merchant signals and the feature row of one transaction (its merchant stage)."""
+        if v.duplicate:
+            return Judged(v, merchant, [], None)
+        signals = self._merchant_signals(v, merchant)
+        return Judged(v, merchant, signals, feature_row(v, merchant, signals))
+
+    def score_batch(self, judged: Sequence[Judged], detected_at: int | None) -> list[Outcome]:
+        """Scores and alerts for judged transactions; needs no state, so the dataflow runs it
+        once per batch over every merchant shard's transactions.
 
         Each transaction is scored by the operating point in force at its event time
         (``policies``): the formula's score, or one vectorised model call per operating point
         in the batch. ``detected_at`` (epoch ms; None: the event's own time, as backtests
         report it) is only copied into the alert; no signal reads it.
         """
-        out: list[Outcome | None] = [None] * len(viewed)
+        out: list[Outcome | None] = [None] * len(judged)
         rows: list[list[float]] = []
         jobs: list[_Job] = []
-        for i, (v, merchant) in enumerate(viewed):
-            if v.duplicate:
+        for i, (v, merchant, signals, row) in enumerate(judged):
+            if row is None:
                 out[i] = Outcome(v.event, None, duplicate=True)
                 continue
-            signals = self._merchant_signals(v, merchant)
-            rows.append(feature_row(v, merchant, signals))
+            rows.append(row)
             jobs.append((i, v, merchant, signals, self.policies.at(v.event.ts)))
         if not jobs:
             return cast("list[Outcome]", out)
