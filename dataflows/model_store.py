@@ -34,6 +34,7 @@ from dataflows.detection.policy import (
     ModelError,
     OperatingPoint,
     PolicyBook,
+    digest,
     operating_point_doc,
 )
 from dataflows.detection.training import Decision
@@ -64,8 +65,6 @@ class ModelStore:
         dataflow never sees a point whose model is not there yet."""
         point = decision.point
         if decision.model_text is not None and point.model.kind == LIGHTGBM:
-            from dataflows.detection.policy import digest
-
             self.db[MODEL_FILES].replace_one(
                 {"_id": point.version},
                 {

@@ -9,7 +9,6 @@ reads the wall clock.
 
 from __future__ import annotations
 
-import math
 from array import array
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from dataflows.detection.features import feature_row
 from dataflows.detection.labels import id_hash
 from dataflows.detection.merchant import NO_MERCHANT_VIEW, MerchantView
 from dataflows.detection.policy import FORMULA, FormulaModel, OperatingPoint, PolicyBook
-from dataflows.detection.scoring import Scorer, explain
+from dataflows.detection.scoring import Scorer, explain, sigmoid
 from dataflows.detection.signals import (
     CARD_SIGNALS,
     LATE_CARD_SIGNALS,
@@ -237,11 +236,19 @@ class Detector:
         if not jobs:
             return cast("list[Outcome]", out)
         scores = self._scores(rows, jobs)
-        contributions = self._contributions(rows, jobs, scores)
+        alerting = [
+            scores[j] >= point.threshold or any(s.always_alert for s in signals)
+            for j, (_, _, _, signals, point) in enumerate(jobs)
+        ]
+        # Explanations from the model's contributions, for the alerts a model scored only.
+        explained = [
+            j for j, job in enumerate(jobs) if alerting[j] and job[4].model.kind != FORMULA
+        ]
+        contributions = _per_model(rows, jobs, explained, "contributions")
         for j, (i, v, merchant, signals, point) in enumerate(jobs):
             score = scores[j]
             alert = None
-            if score >= point.threshold or any(s.always_alert for s in signals):
+            if alerting[j]:
                 when = v.event.ts if detected_at is None else detected_at
                 alert = self._alert(
                     v, merchant, score, signals, point, rows[j], contributions.get(j), when
@@ -274,18 +281,6 @@ class Detector:
         for j, score in _per_model(rows, jobs, modelled, "predict").items():
             scores[j] = score
         return scores
-
-    def _contributions(
-        self, rows: list[list[float]], jobs: list[_Job], scores: list[float]
-    ) -> dict[int, list[float]]:
-        """Per-feature contributions of the alerted transactions a model scored."""
-        alerted = [
-            j
-            for j, (_, _, _, signals, point) in enumerate(jobs)
-            if point.model.kind != FORMULA
-            and (scores[j] >= point.threshold or any(s.always_alert for s in signals))
-        ]
-        return _per_model(rows, jobs, alerted, "contributions")
 
     # ------------------------------------------------------------------ state
 
@@ -450,7 +445,3 @@ def _evidence_row(
         "country": country,
         "channel": "card_present" if cp else "card_not_present",
     }
-
-
-def sigmoid(x: float) -> float:
-    return 0.5 * (1.0 + math.tanh(0.5 * x))

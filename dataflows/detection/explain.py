@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from dataflows.detection.features import FEATURE_NAMES
 from dataflows.detection.merchant import MerchantView
 from dataflows.detection.signals import Signal, money
@@ -41,12 +39,7 @@ _FAMILY_OF: dict[str, str] = {
     "card_mean_amount_7d": "amount_vs_habit",
     "card_mean_amount_30d": "amount_vs_habit",
     "amount_vs_card_median": "amount_vs_habit",
-    **{
-        name: "merchant_risk"
-        for name in FEATURE_NAMES
-        if name.startswith("merchant_") and name != "merchant_n_1d"
-    },
-    "merchant_n_1d": "merchant_risk",
+    **{name: "merchant_risk" for name in FEATURE_NAMES if name.startswith("merchant_")},
     **{f"signal_{name}": name for name in SIGNAL_NAMES},
 }
 _FORMULA = FEATURE_NAMES.index("formula_logit")
@@ -152,7 +145,3 @@ def top_families(
             ranked.append((s.rule, by_family.get(s.rule, 0.0)))
             named.add(s.rule)
     return ranked
-
-
-def bias_of(contributions: np.ndarray) -> float:
-    return float(contributions[-1])

@@ -380,10 +380,9 @@ class Trainer:
             if not part.rows:
                 continue
             part.columns()
-            fraud = np.array([self.fraud_known(t, now_ms) is True for t in part.ids], dtype=bool)
-            labelled = np.array(
-                [self.fraud_known(t, now_ms) is not None for t in part.ids], dtype=bool
-            )
+            known = [self.fraud_known(t, now_ms) for t in part.ids]
+            fraud = np.array([k is True for k in known], dtype=bool)
+            labelled = np.array([k is not None for k in known], dtype=bool)
             point = self._point_for(d)
             alerted_cards = {
                 c_ for c_, a in zip(part.cards, part.alerted.tolist(), strict=True) if a
