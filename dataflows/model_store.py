@@ -22,7 +22,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import DESCENDING, ReplaceOne
+from pymongo import DESCENDING
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
@@ -88,14 +88,13 @@ class ModelStore:
             self.db[MODELS].insert_one({**doc, "trained_at": datetime.now(UTC)})
 
     def write_health(self, docs: list[Doc]) -> None:
-        if docs:
-            now = datetime.now(UTC)
-            self.db[MODEL_HEALTH].bulk_write(
-                [
-                    ReplaceOne({"_id": d["_id"]}, {**d, "updated_at": now}, upsert=True)
-                    for d in docs
-                ],
-                ordered=False,
+        """Rewrite the health days (one document a day). One ``replace_one`` each, not one
+        bulk write: FerretDB v1 stops serving writes after a bulk write of about 30 or more
+        updates by ``_id`` (seen with ~31 health days), and a month of days is ~30 writes."""
+        now = datetime.now(UTC)
+        for d in docs:
+            self.db[MODEL_HEALTH].replace_one(
+                {"_id": d["_id"]}, {**d, "updated_at": now}, upsert=True
             )
 
     def decided_days(self) -> dict[str, Doc]:

@@ -29,6 +29,8 @@ from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import BulkWriteError, OperationFailure
 
+from fraudwatch.contract import epoch_ms, queue_key
+
 ALERTS = "alerts"
 ALERT_STATS = "alert_stats"
 DISPOSITIONS = "dispositions"
@@ -39,39 +41,23 @@ _log = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
 
-# Each console view is served by one of these; every list view is bounded by time and sorted
-# by (timestamp, _id) descending, which is also the cursor for range pagination.
+# Each console list view is served by one of these. Lists are sorted by ``queue_key``
+# descending (newest event day first, highest score first within the day: see
+# ``fraudwatch.contract.queue_key``), which is also the cursor for range pagination; the
+# key's day prefix bounds each scan to the view's time range. A card's own history on the
+# detail page (a handful of alerts) is read through ``by_card`` and sorted by time.
 ALERT_INDEXES: list[IndexModel] = [
-    IndexModel([("timestamp", DESCENDING), ("_id", DESCENDING)], name="queue"),
+    IndexModel([("queue_key", DESCENDING)], name="queue"),
+    IndexModel([("status", ASCENDING), ("queue_key", DESCENDING)], name="by_status"),
     IndexModel(
-        [("status", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_status"
-    ),
-    IndexModel(
-        [
-            ("status", ASCENDING),
-            ("severity", ASCENDING),
-            ("timestamp", DESCENDING),
-            ("_id", DESCENDING),
-        ],
+        [("status", ASCENDING), ("severity", ASCENDING), ("queue_key", DESCENDING)],
         name="by_status_severity",
     ),
-    IndexModel(
-        [("severity", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
-        name="by_severity",
-    ),
-    IndexModel(
-        [("card_token", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_card"
-    ),
-    IndexModel(
-        [("card_last4", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_last4"
-    ),
-    IndexModel(
-        [("merchant_id", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)],
-        name="by_merchant",
-    ),
-    IndexModel(
-        [("rules", ASCENDING), ("timestamp", DESCENDING), ("_id", DESCENDING)], name="by_rule"
-    ),
+    IndexModel([("severity", ASCENDING), ("queue_key", DESCENDING)], name="by_severity"),
+    IndexModel([("card_token", ASCENDING), ("queue_key", DESCENDING)], name="by_card"),
+    IndexModel([("card_last4", ASCENDING), ("queue_key", DESCENDING)], name="by_last4"),
+    IndexModel([("merchant_id", ASCENDING), ("queue_key", DESCENDING)], name="by_merchant"),
+    IndexModel([("rules", ASCENDING), ("queue_key", DESCENDING)], name="by_rule"),
 ]
 STATS_INDEXES: list[IndexModel] = [IndexModel([("minute", DESCENDING)], name="by_minute")]
 DISPOSITION_INDEXES: list[IndexModel] = [
@@ -155,3 +141,27 @@ def write_stats(coll: Collection[Doc], minutes: Sequence[Doc]) -> None:
 def minute_id(minute: datetime) -> str:
     """The ``_id`` of an ``alert_stats`` document: the minute in RFC 3339, UTC."""
     return minute.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def backfill_queue_keys(coll: Collection[Doc]) -> int:
+    """Give ``queue_key`` to alerts written before it existed (idempotent; returns how many).
+
+    The console lists and pages alerts by that key, so an alert without it is not in the
+    queue. One ``update_one`` by ``_id`` per alert: FerretDB v1 stalls on larger bulk writes
+    of updates. A scan of the whole collection (``$exists`` is no index bound), so it is a
+    migration step (``flask --app webapp backfill-queue-keys``, and ``make run`` on start),
+    not something the dataflow or a request does.
+    """
+    missing = coll.find({"queue_key": {"$exists": False}}, {"timestamp": 1, "score": 1})
+    done = 0
+    for doc in missing:
+        ts = doc.get("timestamp")
+        if not isinstance(ts, datetime):
+            continue  # not an alert the dataflow wrote; the console cannot place it either
+        if ts.tzinfo is None:  # a client without tz_aware=True reads BSON dates as naive UTC
+            ts = ts.replace(tzinfo=UTC)
+        score = doc.get("score")
+        key = queue_key(epoch_ms(ts), score if isinstance(score, int | float) else None, doc["_id"])
+        coll.update_one({"_id": doc["_id"]}, {"$set": {"queue_key": key}})
+        done += 1
+    return done

@@ -32,6 +32,19 @@ DEMO_LABELS = ("--send-chargebacks", "--chargeback-delay-days", "0.002,0.02")
 SEEDED = RUN_DIR / "seeded"
 
 
+def backfill_queue_keys() -> int:
+    """Alerts from before the queue key (an older checkout's stack) join the queue."""
+    import pymongo
+
+    from fraudwatch import alert_store
+
+    mongo = MongoSettings()
+    timeout = mongo.mongodb_timeout_ms
+    client: pymongo.MongoClient[dict[str, object]]
+    with pymongo.MongoClient(mongo.mongodb_uri, serverSelectionTimeoutMS=timeout) as client:
+        return alert_store.backfill_queue_keys(client[mongo.mongodb_database][alert_store.ALERTS])
+
+
 def seed_history(days: float) -> int:
     """Send ``days`` of labelled history ending now (at full speed); 0 when done or skipped."""
     if days <= 0 or SEEDED.exists():
@@ -125,6 +138,8 @@ def main() -> int:
         return 1
     print(f"[run] stack ready (started: {', '.join(started) or 'nothing, already up'})")
     RUN_DIR.mkdir(parents=True, exist_ok=True)
+    if done := backfill_queue_keys():
+        print(f"[run] {done} alerts from an older release given their queue key")
     if seed_history(float(os.environ.get("FRAUDWATCH_SEED_DAYS", "24"))) != 0:
         print("[run] seeding the history failed; stopping", file=sys.stderr)
         stack.stop(started)

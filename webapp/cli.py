@@ -5,6 +5,7 @@ echo "$PW" | flask --app webapp create-user bot --role viewer --password-stdin
 flask --app webapp create-token alice --name "case tool"   # prints the token once
 flask --app webapp revoke-token 3f2a9c0e1b7d4a55
 flask --app webapp publish-labels                          # send labels left by a Kafka outage
+flask --app webapp backfill-queue-keys                     # once, after upgrading to queue keys
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 from pymongo.errors import PyMongoError
 
+from fraudwatch.alert_store import ALERTS, backfill_queue_keys
 from webapp.services import EXTENSION_KEY, Services
 from webapp.settings import ROLES
 from webapp.users import UserError
@@ -197,6 +199,20 @@ def publish_labels_command(batch: int) -> None:
         )
 
 
+@click.command("backfill-queue-keys")
+@with_appcontext
+def backfill_queue_keys_command() -> None:
+    """Give alerts written before this release their ``queue_key`` (the queue's order and
+    cursor: day, then score). Idempotent; safe next to a running dataflow and console."""
+    svc = _services()
+    try:
+        svc.ensure_indexes()
+        done = backfill_queue_keys(svc.alerts.database[ALERTS])
+    except PyMongoError as exc:
+        raise _unreachable(svc, exc) from exc
+    click.echo(f"{done} alerts given a queue key in {svc.settings.mongodb_database}")
+
+
 def register_commands(app: Flask) -> None:
     for command in (
         create_user_command,
@@ -208,5 +224,6 @@ def register_commands(app: Flask) -> None:
         list_tokens_command,
         seed_demo_command,
         publish_labels_command,
+        backfill_queue_keys_command,
     ):
         app.cli.add_command(command)

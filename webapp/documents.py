@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fraudwatch.contract import RULE_NAMES, epoch_ms
+from fraudwatch.contract import queue_key as make_queue_key
 from fraudwatch.geo import haversine_km
 
 Doc = dict[str, Any]
@@ -125,11 +126,12 @@ class AlertView:
     status_changed_at: datetime | None = None
     status_changed_by: str = ""
     status_version: int = 0
+    queue_key: str = ""
 
     @property
     def cursor(self) -> str:
-        """The pagination cursor that points just past this alert."""
-        return f"{epoch_ms(self.timestamp)}_{self.alert_id}"
+        """The pagination cursor that points just past this alert: its queue key."""
+        return self.queue_key or make_queue_key(epoch_ms(self.timestamp), self.score, self.alert_id)
 
     @property
     def has_location(self) -> bool:
@@ -184,6 +186,7 @@ class AlertView:
             timestamp=timestamp,
             detected_at=as_utc(doc.get("detected_at")),
             status=_str(doc, "status", "open"),
+            queue_key=_str(doc, "queue_key"),
             severity=_str(doc, "severity", "low"),
             score=_float(doc, "score"),
             card_token=_str(doc, "card_token"),

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fraudwatch.cards import CardTokenizer, luhn_valid
-from fraudwatch.contract import epoch_ms, from_epoch_ms
 from webapp.documents import RULES, SEVERITIES, STATUSES
 
 MAX_PARAM_CHARS = 64
@@ -24,7 +23,7 @@ _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 _PAN = re.compile(r"^[0-9]{12,19}$")
 _CARD_SEPARATORS = re.compile(r"[ -]")
 _MERCHANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
-_CURSOR = re.compile(r"^([0-9]{1,15})_([0-9a-f]{24})$")
+_CURSOR = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{7}_[0-9a-f]{24}$")
 _ALERT_ID = re.compile(r"^[0-9a-f]{24}$")
 _DIGITS = re.compile(r"^[0-9]{1,15}$")
 _SIG = re.compile(r"^[0-9a-f]{16}$")
@@ -48,24 +47,19 @@ def is_alert_id(value: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Cursor:
-    """A position in the (timestamp desc, _id desc) order: the last row a page showed."""
+    """A position in the queue order: the ``queue_key`` of the last row a page showed
+    (``<day>_<score in millionths>_<alert id>``, see ``fraudwatch.contract.queue_key``)."""
 
-    timestamp: datetime
-    alert_id: str
+    key: str
 
     def encode(self) -> str:
-        return f"{epoch_ms(self.timestamp)}_{self.alert_id}"
+        return self.key
 
     @classmethod
     def decode(cls, name: str, raw: str) -> Cursor:
-        match = _CURSOR.match(raw)
-        if not match:
+        if not _CURSOR.match(raw):
             raise InvalidParameter(name, "must be a cursor from a previous page")
-        try:
-            ts = from_epoch_ms(int(match.group(1)))
-        except OverflowError:
-            raise InvalidParameter(name, "must be a cursor from a previous page") from None
-        return cls(ts, match.group(2))
+        return cls(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,23 +141,22 @@ class AlertQuery:
             flt[self.card.field] = self.card.value
         if self.merchant:
             flt["merchant_id"] = self.merchant
-        # The cursor's timestamp also narrows the range itself: the `$or` alone is not an index
-        # bound on FerretDB (only top-level fields are pushed down), so without it a deep page
-        # read every row above the cursor. The `$or` still decides ties on the timestamp.
-        lower: dict[str, Any] = {"$gte": start}
-        upper: dict[str, Any] = {"$lt": end}
+        # The queue key's day prefix bounds the index scan to the days of the time range; the
+        # timestamp condition then keeps exactly the range. The cursor continues the scan
+        # from the key it names (one string range: an index bound on MongoDB and FerretDB).
+        key: dict[str, Any] = {"$gte": _day(start), "$lt": _day(end + timedelta(days=1))}
         if self.before is not None:
-            t, i = self.before.timestamp, self.before.alert_id
-            if t < end:
-                upper = {"$lte": t}
-            flt["$or"] = [{"timestamp": {"$lt": t}}, {"timestamp": t, "_id": {"$lt": i}}]
+            key["$lt"] = min(key["$lt"], self.before.key)
         elif self.after is not None:
-            t, i = self.after.timestamp, self.after.alert_id
-            if t >= start:
-                lower = {"$gte": t}
-            flt["$or"] = [{"timestamp": {"$gt": t}}, {"timestamp": t, "_id": {"$gt": i}}]
-        flt["timestamp"] = {**lower, **upper}
+            key = {"$gt": max(key["$gte"], self.after.key), "$lt": key["$lt"]}
+        flt["queue_key"] = key
+        flt["timestamp"] = {"$gte": start, "$lt": end}
         return flt
+
+
+def _day(ts: datetime) -> str:
+    """The UTC day a ``queue_key`` starts with."""
+    return ts.astimezone(UTC).strftime("%Y-%m-%d")
 
 
 def format_param_time(ts: datetime) -> str:

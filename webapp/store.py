@@ -3,7 +3,8 @@ disposition audit trail.
 
 Each method is one query shape backed by one index from ``fraudwatch.alert_store`` (named in
 its docstring; ``docs/webapp.md`` has the table). List views are bounded by event time,
-sorted by (timestamp, _id) descending and paged by range on that pair, never by skip.
+sorted by ``queue_key`` descending (newest day first, best score first within the day) and
+paged by range on that key, never by skip.
 Only portable features are used: find with sort/limit, count, update_one,
 insert_one and aggregate with $match/$unwind/$group (see ``docs/webapp.md``).
 """
@@ -36,12 +37,14 @@ from webapp.read_cache import ReadCache
 
 Doc = dict[str, Any]
 
-QUEUE_SORT = [("timestamp", DESCENDING), ("_id", DESCENDING)]
+QUEUE_SORT = [("queue_key", DESCENDING)]
+QUEUE_SORT_UP = [("queue_key", ASCENDING)]
 # What a queue row needs; reasons and evidence stay on the server until the detail page.
 QUEUE_FIELDS = {
     name: 1
     for name in (
         "timestamp",
+        "queue_key",
         "detected_at",
         "status",
         "severity",
@@ -158,9 +161,9 @@ class AlertStore:
     # --- queue -------------------------------------------------------------------------------
 
     def page(self, query: AlertQuery, limit: int, now: datetime) -> AlertPage:
-        """A page of alerts, newest first.
+        """A page of alerts: newest day first, highest score first within the day.
 
-        Index: ``queue`` (timestamp, _id) without filters; ``by_status`` /
+        Index: ``queue`` (queue_key) without filters; ``by_status`` /
         ``by_status_severity`` / ``by_severity`` / ``by_rule`` / ``by_card`` / ``by_last4`` /
         ``by_merchant`` when that filter is set. The time range bounds the index scan and the
         cursor continues it, so page 1000 costs what page 1 costs.
@@ -173,8 +176,8 @@ class AlertStore:
         flt = query.mongo_filter(now, self.queue_window)
         if query.after is not None:
             # Newer page: walk the same index upwards from the cursor, then flip.
-            asc = [("timestamp", ASCENDING), ("_id", ASCENDING)]
-            docs = list(self._find(self._alerts, flt, QUEUE_FIELDS).sort(asc).limit(limit + 1))
+            cursor = self._find(self._alerts, flt, QUEUE_FIELDS).sort(QUEUE_SORT_UP)
+            docs = list(cursor.limit(limit + 1))
             if len(docs) <= limit:
                 return self._load_page(query.first_page(), limit, now)
             rows = [AlertView.from_doc(d) for d in reversed(docs[:limit])]
@@ -227,7 +230,9 @@ class AlertStore:
         return AlertView.from_doc(doc) if doc else None
 
     def card_history(self, card_token: str, limit: int = 50) -> list[AlertView]:
-        """The card's alerts, newest first. Index: ``by_card`` (card_token, timestamp)."""
+        """The card's latest alerts, newest first. Index: ``by_card`` (card_token, queue_key):
+        the ``limit`` alerts of the card's latest days, then put in time order here (a
+        handful of rows; sorting them on the server would not stream from the index)."""
         if not card_token:
             return []
         key = ("card_history", card_token, limit)
@@ -235,7 +240,8 @@ class AlertStore:
 
     def _load_card_history(self, card_token: str, limit: int) -> list[AlertView]:
         cursor = self._find(self._alerts, {"card_token": card_token}, QUEUE_FIELDS)
-        return [AlertView.from_doc(d) for d in cursor.sort(QUEUE_SORT).limit(limit)]
+        rows = [AlertView.from_doc(d) for d in cursor.sort(QUEUE_SORT).limit(limit)]
+        return sorted(rows, key=lambda a: (a.timestamp, a.alert_id), reverse=True)
 
     def dispositions(self, alert_id: str) -> list[DispositionView]:
         """The alert's audit trail, oldest first. Index: ``by_alert`` (alert_id, at)."""
@@ -363,9 +369,11 @@ class AlertStore:
 
     def _load_outcomes(self, since: datetime) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}
+        # The key's day prefix bounds the ``by_status`` scan; the timestamp keeps the range.
+        day, since_t = since.astimezone(UTC).strftime("%Y-%m-%d"), {"$gte": since}
         for status in OUTCOMES:
             pipeline: list[Doc] = [
-                {"$match": {"status": status, "timestamp": {"$gte": since}}},
+                {"$match": {"status": status, "queue_key": {"$gte": day}, "timestamp": since_t}},
                 {"$unwind": "$rules"},
                 {"$group": {"_id": "$rules", "n": {"$sum": 1}}},
             ]

@@ -86,24 +86,36 @@ def _traps(clean: list[Doc], *, arrays: bool = True) -> list[Doc]:
         {"merchant_id": base["merchant_id"] + " é"},
         {"score": "0.99"},
         {"rules": "velocity_count"},  # a string where an array is expected
+        {"queue_key": base["queue_key"][:10]},  # a bare day: inside every day range
+        {"queue_key": 20261125},
+        {"queue_key": None},
+        {"queue_key": [base["queue_key"]]},
     ]
     out = []
     for i, change in enumerate(variants):
         if not arrays and any(isinstance(v, list) for v in change.values()):
             continue
         doc = copy.deepcopy(base)
-        doc.update(change)
         doc["_id"] = f"{i:02x}" + doc["_id"][2:]
+        doc["queue_key"] = _rekey(doc)  # unique, as every real key is (it ends with the id)
+        doc.update(change)
         out.append(doc)
     missing = copy.deepcopy(base)
     del missing["timestamp"]
     del missing["status"]
+    del missing["queue_key"]
     missing["_id"] = "ff" + missing["_id"][2:]
     out.append(missing)
     oid = copy.deepcopy(clean[8])
     oid["_id"] = ObjectId()
+    oid["queue_key"] = _rekey(oid)
     out.append(oid)
     return out
+
+
+def _rekey(doc: Doc) -> str:
+    """The document's queue key with its own ``_id`` at the end."""
+    return str(doc["queue_key"])[:-24] + str(doc["_id"])
 
 
 def _seed(client: Any, name: str, alerts: list[Doc]) -> None:

@@ -136,7 +136,7 @@ def test_ensure_indexes_replaces_an_index_whose_definition_changed(mongo_db) -> 
     ensure_indexes(mongo_db)
     ensure_indexes(mongo_db)  # idempotent afterwards
     info = mongo_db["alerts"].index_information()
-    assert info["by_severity"]["key"] == [("severity", 1), ("timestamp", -1), ("_id", -1)]
+    assert info["by_severity"]["key"] == [("severity", 1), ("queue_key", -1)]
 
 
 def test_stats_first_writes_insert_and_a_replayed_first_write_still_rewrites(mongo_db) -> None:

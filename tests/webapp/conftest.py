@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 
 from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.contract import epoch_ms, queue_key
 from webapp import create_app
 from webapp.demo import MERCHANTS, demo_pan, make_alert_doc
 from webapp.settings import WebappSettings
@@ -148,7 +149,8 @@ def seed(mongo_db: Any, tokenizer: CardTokenizer, clock: Clock) -> AlertFactory:
     """``seed(**fields)`` writes one alert through ``write_alerts`` and returns its document.
 
     Keyword overrides: ``ts`` (datetime), ``pan``, ``rules``, ``merchant`` (id, name, mcc),
-    ``amount``, ``severity``, ``status``, ``drop`` (fields to remove, e.g. evidence_txns).
+    ``amount``, ``severity``, ``status``, ``score`` (the queue key follows it), ``drop``
+    (fields to remove, e.g. evidence_txns).
     """
     rng = random.Random(42)
     counter = iter(range(1_000_000))
@@ -167,9 +169,12 @@ def seed(mongo_db: Any, tokenizer: CardTokenizer, clock: Clock) -> AlertFactory:
             merchant=fields.pop("merchant", None) or MERCHANTS[seq % len(MERCHANTS)],
             amount=fields.pop("amount", None),
         )
-        for name in fields.pop("drop", ()):
-            doc.pop(name, None)
+        dropped = fields.pop("drop", ())
         doc.update(fields)
+        if "score" in fields and "queue_key" not in fields:  # the key follows the score
+            doc["queue_key"] = queue_key(epoch_ms(doc["timestamp"]), doc["score"], doc["_id"])
+        for name in dropped:
+            doc.pop(name, None)
         assert write_alerts(mongo_db[ALERTS], [doc]) == 1
         return doc
 

@@ -16,7 +16,8 @@ pytestmark = pytest.mark.integration
 
 def test_api_lists_alerts_with_filters_and_a_cursor(tool, seed, clock) -> None:
     pan = demo_pan(99)
-    mine = [seed(pan=pan, ts=clock.now - timedelta(minutes=i)) for i in range(1, 6)]
+    midnight = clock.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    mine = [seed(pan=pan, ts=midnight, score=1 - i / 10) for i in range(1, 6)]
     seed(pan=demo_pan(98))
     first = tool.get(f"/api/alerts?card={pan[-4:]}&limit=3").get_json()
     assert [a["id"] for a in first["alerts"]] == [d["_id"] for d in mine[:3]]

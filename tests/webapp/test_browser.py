@@ -18,6 +18,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from werkzeug.serving import make_server
 
 from fraudwatch.alert_store import ALERTS, write_alerts
+from fraudwatch.contract import epoch_ms, queue_key
 from webapp.demo import seed_demo
 
 from .conftest import PASSWORD, Clock, build_app, make_user
@@ -121,7 +122,9 @@ def test_analyst_sees_a_new_alert_live_and_confirms_it_as_fraud(page, server, mo
         timestamp=svc.now().replace(microsecond=0),
         detected_at=detected,
         status="open",
+        score=1.0,  # today's best: the top of the queue
     )
+    fresh["queue_key"] = queue_key(epoch_ms(fresh["timestamp"]), 1.0, fresh["_id"])
     assert write_alerts(mongo_db[ALERTS], [fresh]) == 1
     new_row = page.locator(f'#queue-rows tr[data-alert-id="{"f" * 24}"]')
     expect(new_row).to_be_visible(timeout=10_000)

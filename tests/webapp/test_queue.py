@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from fraudwatch.contract import epoch_ms, queue_key
 from webapp.demo import demo_pan
 
 pytestmark = pytest.mark.integration
@@ -19,11 +20,20 @@ def row_ids(html: str) -> list[str]:
     return ROW_ID.findall(html)
 
 
-def test_queue_lists_alerts_newest_first_with_their_columns(analyst, seed, clock) -> None:
-    old = seed(ts=clock.now - timedelta(hours=2), merchant=("m-9", "Old Shop", "5411"))
+def test_queue_lists_the_newest_day_first_and_the_best_score_first_within_it(
+    analyst, seed, clock
+) -> None:
+    midnight = clock.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    yesterday = seed(ts=midnight - timedelta(hours=1), score=0.99)
+    low = seed(ts=midnight + timedelta(seconds=2), score=0.41)
+    best = seed(ts=midnight + timedelta(seconds=1), score=0.87)
+    html = analyst.get("/").get_data(as_text=True)
+    assert row_ids(html) == [best["_id"], low["_id"], yesterday["_id"]]
+
+
+def test_queue_rows_show_their_columns(analyst, seed, clock) -> None:
     new = seed(ts=clock.now - timedelta(minutes=1), merchant=("m-8", "New Shop", "5411"))
     html = analyst.get("/").get_data(as_text=True)
-    assert row_ids(html) == [new["_id"], old["_id"]]
     for text in (new["card_masked"], "New Shop", new["severity"], "Open", "min ago"):
         assert text in html
     assert f"{new['amount']:,.2f} EUR" in html
@@ -130,11 +140,12 @@ def test_cursor_pages_walk_the_whole_queue_without_gaps_or_repeats(
     app, analyst, seed, clock
 ) -> None:
     app.extensions["fraudwatch"].settings.__dict__["webapp_page_size"] = 4
-    same_second = clock.now - timedelta(minutes=30)
-    seeded = [seed(ts=same_second) for _ in range(3)] + [seed() for _ in range(8)]
-    expected = [
-        d["_id"] for d in sorted(seeded, key=lambda d: (d["timestamp"], d["_id"]), reverse=True)
-    ]
+    midnight = clock.now.replace(hour=0, minute=0, second=0, microsecond=0)
+    same_score = [seed(ts=midnight + timedelta(seconds=1), score=0.5) for _ in range(3)]
+    yesterday = [seed(ts=midnight - timedelta(minutes=1 + i), score=0.9) for i in range(3)]
+    seeded = same_score + yesterday + [seed(ts=midnight, score=i / 10) for i in range(5)]
+    expected = [d["_id"] for d in sorted(seeded, key=lambda d: d["queue_key"], reverse=True)]
+    assert expected[-3:] == sorted((d["_id"] for d in yesterday), reverse=True)
     seen: list[str] = []
     url = "/"
     while url:
@@ -174,3 +185,24 @@ def test_live_endpoint_keeps_the_analysts_filters(analyst, seed, clock) -> None:
     assert analyst.get(poll).status_code == 204
     wanted = seed(status="investigating")
     assert wanted["_id"] in analyst.get(poll).get_data(as_text=True)
+
+
+def test_backfill_gives_alerts_from_an_older_release_their_queue_key(
+    app, analyst, seed, mongo_db, clock
+) -> None:
+    older = [seed(ts=clock.now - timedelta(minutes=m), drop=("queue_key",)) for m in (1, 2, 3)]
+    current = seed(ts=clock.now - timedelta(minutes=4))
+    assert current["_id"] in row_ids(analyst.get("/").get_data(as_text=True))
+    assert not {d["_id"] for d in older} & set(row_ids(analyst.get("/").get_data(as_text=True)))
+    runner = app.test_cli_runner()
+    done = runner.invoke(args=["backfill-queue-keys"])
+    assert done.exit_code == 0, done.output
+    assert "3 alerts given a queue key" in done.output
+    for doc in older:
+        stored = mongo_db["alerts"].find_one({"_id": doc["_id"]})
+        assert stored["queue_key"] == queue_key(
+            epoch_ms(doc["timestamp"]), doc["score"], doc["_id"]
+        )
+    assert "0 alerts given a queue key" in runner.invoke(args=["backfill-queue-keys"]).output
+    shown = row_ids(analyst.get("/").get_data(as_text=True))
+    assert {d["_id"] for d in older} <= set(shown)

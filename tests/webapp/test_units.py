@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fraudwatch.cards import CardTokenizer
-from fraudwatch.contract import epoch_ms, from_epoch_ms
+from fraudwatch.contract import epoch_ms, queue_key
 from fraudwatch.geo import haversine_km
 from webapp.dashboard import build_stats
 from webapp.documents import AlertView, MinuteStats, travel_hops
@@ -115,29 +115,46 @@ def test_filter_is_always_bounded_by_time_and_combines_the_filters() -> None:
     assert flt["timestamp"]["$lt"] > NOW
 
 
-def test_cursor_round_trips_to_the_millisecond() -> None:
-    ts = datetime(2026, 11, 25, 8, 40, 12, 123000, tzinfo=UTC)
-    cursor = Cursor(ts, "a" * 24)
-    assert Cursor.decode("before", cursor.encode()) == cursor
-    assert from_epoch_ms(epoch_ms(ts)) == ts
+def test_queue_key_orders_by_day_then_score_then_id() -> None:
+    day1 = epoch_ms(datetime(2026, 11, 24, 23, 59, tzinfo=UTC))
+    day2 = epoch_ms(datetime(2026, 11, 25, 0, 1, tzinfo=UTC))
+    keys = [
+        queue_key(day2, 0.91, "a" * 24),
+        queue_key(day2, 0.91, "b" * 24),
+        queue_key(day2, 0.2, "f" * 24),
+        queue_key(day1, 0.99, "c" * 24),
+        queue_key(day1, None, "d" * 24),
+    ]
+    # newest day first, best score first within the day, then the id (descending)
+    assert sorted(keys, reverse=True) == [keys[1], keys[0], keys[2], keys[3], keys[4]]
+    assert keys[0] == "2026-11-25_0910000_" + "a" * 24
+    assert queue_key(day1, 1.7, "e" * 24) == "2026-11-24_1000000_" + "e" * 24
+    assert queue_key(day1, float("nan"), "e" * 24) == queue_key(day1, -1.0, "e" * 24)
 
 
-def test_before_cursor_continues_below_the_last_row_with_the_id_as_tie_break() -> None:
-    ts = datetime(2026, 11, 25, 8, 40, tzinfo=UTC)
-    query = parse(before=Cursor(ts, "b" * 24).encode())
-    flt = query.mongo_filter(NOW, timedelta(days=7))
-    assert flt["$or"] == [{"timestamp": {"$lt": ts}}, {"timestamp": ts, "_id": {"$lt": "b" * 24}}]
+def test_cursor_round_trips_and_old_timestamp_cursors_are_refused() -> None:
+    key = queue_key(epoch_ms(datetime(2026, 11, 25, 8, 40, tzinfo=UTC)), 0.5, "a" * 24)
+    assert Cursor.decode("before", Cursor(key).encode()) == Cursor(key)
+    for stale in ("1764060012123_" + "a" * 24, key + "0", key.replace("_", "|"), ""):
+        with pytest.raises(InvalidParameter, match="cursor from a previous page"):
+            Cursor.decode("before", stale)
 
 
-def test_cursor_timestamp_bounds_the_range_so_a_deep_page_starts_at_the_cursor() -> None:
-    ts = datetime(2026, 11, 25, 8, 40, tzinfo=UTC)
-    older = parse(before=Cursor(ts, "b" * 24).encode()).mongo_filter(NOW, timedelta(days=7))
-    assert older["timestamp"] == {"$gte": NOW - timedelta(days=7), "$lte": ts}
-    newer = parse(after=Cursor(ts, "b" * 24).encode()).mongo_filter(NOW, timedelta(days=7))
-    assert newer["timestamp"]["$gte"] == ts
-    # a cursor outside the range leaves the range as it is
-    far = parse(after=Cursor(ts, "b" * 24).encode()).mongo_filter(NOW, timedelta(minutes=10))
-    assert far["timestamp"]["$gte"] == NOW - timedelta(minutes=10)
+def test_before_cursor_continues_below_the_last_rows_key_within_the_range() -> None:
+    key = queue_key(epoch_ms(datetime(2026, 11, 24, 8, 40, tzinfo=UTC)), 0.5, "b" * 24)
+    flt = parse(before=key).mongo_filter(NOW, timedelta(days=7))
+    assert flt["queue_key"] == {"$gte": "2026-11-18", "$lt": key}
+    assert flt["timestamp"] == {"$gte": NOW - timedelta(days=7), "$lt": NOW + timedelta(minutes=5)}
+    assert "$or" not in flt
+
+
+def test_after_cursor_continues_above_the_key_and_the_range_bounds_both_ends() -> None:
+    key = queue_key(epoch_ms(datetime(2026, 11, 24, 8, 40, tzinfo=UTC)), 0.5, "b" * 24)
+    newer = parse(after=key).mongo_filter(NOW, timedelta(days=7))
+    assert newer["queue_key"] == {"$gt": key, "$lt": "2026-11-26"}
+    # a cursor from before the range starts the range at its first day
+    far = parse(after=key).mongo_filter(NOW, timedelta(minutes=10))
+    assert far["queue_key"] == {"$gt": "2026-11-25", "$lt": "2026-11-26"}
 
 
 def test_empty_form_fields_count_as_absent() -> None:
