@@ -860,7 +860,7 @@ class LiveStack:
 
     def create(self, profile: str) -> None:
         """Fresh topics and database names for one profile; creates the topics."""
-        from fraudwatch.devstack import ensure_topics
+        from devtools.stack import ensure_topics
 
         tag = uuid.uuid4().hex[:8]
         self.topics = (f"evaluate-{tag}-tx", f"evaluate-{tag}-alerts", f"evaluate-{tag}-dlq")

@@ -25,6 +25,7 @@ from typing import Any
 
 import pymongo
 
+from devtools.demo_data import demo_pan, make_alert_doc
 from fraudwatch.alert_store import (
     ALERT_STATS,
     ALERTS,
@@ -35,7 +36,6 @@ from fraudwatch.alert_store import (
     write_stats,
 )
 from fraudwatch.cards import CardTokenizer
-from webapp.demo import demo_pan, make_alert_doc
 
 Doc = dict[str, Any]
 BATCH = 500

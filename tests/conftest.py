@@ -73,7 +73,7 @@ def make_topic(bootstrap: str) -> Iterator[Any]:
     """Factory: create a uniquely named topic, deleted again after the test."""
     from confluent_kafka.admin import AdminClient
 
-    from fraudwatch.devstack import ensure_topics
+    from devtools.stack import ensure_topics
 
     created: list[str] = []
 

@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.devstack import REPO_ROOT, LocalStack, StackConfig
+from devtools.stack import REPO_ROOT, LocalStack, StackConfig
 from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitions
 from tests.integration.pipeline import (
     PipelineEnv,

@@ -23,7 +23,7 @@ import pytest
 
 from dataflows.backtest import run_backtest
 from dataflows.ruleset import load_ruleset
-from fraudwatch.devstack import REPO_ROOT
+from devtools.stack import REPO_ROOT
 from tests.chaos import scale
 from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitions
 from tests.factories import traffic

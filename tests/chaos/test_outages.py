@@ -16,7 +16,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from fraudwatch.devstack import LocalStack, StackConfig
+from devtools.stack import LocalStack, StackConfig
 from tests.chaos import scale
 from tests.chaos.input import produce_in_order
 from tests.factories import traffic

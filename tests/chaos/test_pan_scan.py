@@ -38,7 +38,7 @@ from bson import json_util
 from confluent_kafka import Producer
 from flask.testing import FlaskClient
 
-from fraudwatch.devstack import REPO_ROOT
+from devtools.stack import REPO_ROOT
 from tests.chaos import scale
 from tests.integration.pipeline import PipelineEnv, consume_all
 from tests.webapp.conftest import Clock, build_app, login, make_user

@@ -34,9 +34,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from dataflows.backtest import run_backtest
 from dataflows.edge import Edge, RawRecord
 from dataflows.ruleset import load_ruleset
+from devtools.stack import REPO_ROOT
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import MAX_MESSAGE_BYTES, CardEvent, format_ts
-from fraudwatch.devstack import REPO_ROOT
 from tests.chaos import scale
 from tests.chaos.corpus import CORPUS, DUPLICATE, BadRecord, corpus_txn
 from tests.integration.pipeline import (

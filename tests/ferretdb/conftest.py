@@ -12,7 +12,7 @@ from typing import Any
 import pymongo
 import pytest
 
-from fraudwatch.devstack import LocalStack, StackConfig
+from devtools.stack import LocalStack, StackConfig
 
 
 def _free_port() -> int:

@@ -19,9 +19,9 @@ import pytest
 from bson import ObjectId
 from pymongo import MongoClient, monitoring
 
+from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
 from fraudwatch.cards import CardTokenizer
-from webapp.demo import MERCHANTS, demo_pan, make_alert_doc
 from webapp.queries import AlertQuery, CardFilter, Cursor
 from webapp.store import AlertStore
 

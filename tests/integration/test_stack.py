@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.devstack import TOPICS, LocalStack, StackConfig, StackError, _pid_alive
+from devtools.stack import TOPICS, LocalStack, StackConfig, StackError, _pid_alive
 from tests.integration.pipeline import free_port
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from webapp.demo import demo_pan
+from devtools.demo_data import demo_pan
 
 pytestmark = pytest.mark.integration
 

@@ -8,8 +8,8 @@ start private instances and never touch the shared one.
 
 Usage::
 
-    python -m fraudwatch.devstack up|down|status|clean [--data-dir D] [--kafka-port P] ...
-    python -m fraudwatch.devstack with-stack -- CMD ...   # stack up, run CMD, stop what we started
+    python -m devtools.stack up|down|status|clean [--data-dir D] [--kafka-port P] ...
+    python -m devtools.stack with-stack -- CMD ...   # stack up, run CMD, stop what we started
 """
 
 from __future__ import annotations
@@ -570,7 +570,7 @@ def _external(kafka: KafkaSettings, mongo: MongoSettings) -> tuple[bool, bool]:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fraudwatch.devstack", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__)
     p.add_argument("command", choices=["up", "down", "status", "clean", "build", "with-stack"])
     p.add_argument("--data-dir", type=Path, default=StackConfig.data_dir)
     p.add_argument("--build-dir", type=Path, default=StackConfig.build_dir)
@@ -582,7 +582,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fraudwatch.devstack`` / ``fraudwatch-stack``."""
+    """Entry point of ``python -m devtools.stack`` / ``fraudwatch-stack``."""
     args = _parse(argv)
     config = StackConfig(
         data_dir=args.data_dir.resolve(),
