@@ -50,12 +50,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pymongo
-
 from bench.webapp_queries import seed
 from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERTS, write_alerts
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.clients import mongo_client
 from fraudwatch.settings import MongoSettings
 from webapp import create_app
 from webapp.documents import RULES, SEVERITIES
@@ -349,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mongo = MongoSettings()
     db_name = f"console_load_{uuid.uuid4().hex[:10]}"
-    client: Any = pymongo.MongoClient(mongo.mongodb_uri, serverSelectionTimeoutMS=5000)
+    client: Any = mongo_client(mongo)
     db = client[db_name]
     token_key = secrets.token_hex(24)
     tokenizer = CardTokenizer(token_key)

@@ -24,13 +24,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pymongo
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
 from devtools.demo_data import demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.clients import mongo_client
 from webapp import create_app
 from webapp.queries import AlertQuery, Cursor
 from webapp.settings import WebappSettings
@@ -97,7 +97,8 @@ def main() -> int:
         webapp_read_cache_s=0,
         webapp_query_time_limit_ms=60_000,
     )
-    client: pymongo.MongoClient[Doc] = pymongo.MongoClient(settings.mongodb_uri)
+    # No socket timeout: a slow query must show as latency, not as an error (see above).
+    client = mongo_client(settings, socketTimeoutMS=None)
     db = client[settings.mongodb_database]
     tokenizer = CardTokenizer(
         settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
