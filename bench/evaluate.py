@@ -860,14 +860,15 @@ class LiveStack:
 
     def create(self, profile: str) -> None:
         """Fresh topics and database names for one profile; creates the topics."""
-        from fraudwatch.devstack import ensure_topics
+        from fraudwatch.clients import ensure_topics, plaintext_kafka
 
         tag = uuid.uuid4().hex[:8]
         self.topics = (f"evaluate-{tag}-tx", f"evaluate-{tag}-alerts", f"evaluate-{tag}-dlq")
         self.database = f"evaluate_{tag}"
         _say(f"[{profile}] live: topics {', '.join(self.topics)}; database {self.database}")
-        ensure_topics(self.bootstrap, dict(zip(self.topics, (3, 3, 1), strict=True)))
-        ensure_topics(self.bootstrap, {f"{self.topics[0]}-features": 1})
+        kafka = plaintext_kafka(self.bootstrap)
+        ensure_topics(kafka, dict(zip(self.topics, (3, 3, 1), strict=True)))
+        ensure_topics(kafka, {f"{self.topics[0]}-features": 1})
 
     def compare(
         self, profile: str, files: RunFiles, env: Mapping[str, str], timeout: float,
@@ -900,12 +901,13 @@ class LiveStack:
             )
         return {"live_alerts": len(live), "backtest_alerts": len(backtest), "identical": True}
 
-    def _alerts(self) -> dict[str, tuple[Any, ...]]:
-        from pymongo import MongoClient
+    def _mongo(self) -> Any:
+        from fraudwatch.clients import mongo_at, mongo_client
 
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.mongo_uri, serverSelectionTimeoutMS=10_000
-        )
+        return mongo_client(mongo_at(self.mongo_uri), serverSelectionTimeoutMS=10_000)
+
+    def _alerts(self) -> dict[str, tuple[Any, ...]]:
+        client = self._mongo()
         try:
             fields = ("transaction_id", "account_id", "score", "severity", "reasons",
                       "evidence", "late", "ruleset_version")  # fmt: skip
@@ -916,16 +918,11 @@ class LiveStack:
 
     def drop(self) -> None:
         """Delete the run's topics and database."""
-        from confluent_kafka.admin import AdminClient
-        from pymongo import MongoClient
+        from fraudwatch.clients import delete_topics, plaintext_kafka
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        for fut in admin.delete_topics(list(self.topics), operation_timeout=30).values():
-            with contextlib.suppress(Exception):  # a topic the run never created
-                fut.result(timeout=30)
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.mongo_uri, serverSelectionTimeoutMS=10_000
-        )
+        # best effort: a topic the run never created
+        delete_topics(plaintext_kafka(self.bootstrap), self.topics)
+        client = self._mongo()
         try:
             client.drop_database(self.database)
         finally:
@@ -933,19 +930,16 @@ class LiveStack:
 
     def check(self) -> None:
         """Fail early, with the fix, when Kafka or MongoDB does not answer."""
-        from confluent_kafka.admin import AdminClient
-        from pymongo import MongoClient
+        from fraudwatch.clients import admin_client, plaintext_kafka
 
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10)
+            admin_client(plaintext_kafka(self.bootstrap)).list_topics(timeout=10)
         except Exception as exc:
             raise EvaluationError(
                 f"Kafka is not reachable at {self.bootstrap} ({exc}): is the stack up? run "
                 "`make up`"
             ) from None
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.mongo_uri, serverSelectionTimeoutMS=10_000
-        )
+        client = self._mongo()
         try:
             client.admin.command("ping")
         except Exception as exc:
