@@ -56,9 +56,9 @@ from bench.webapp_queries import seed
 from fraudwatch.alert_store import ALERTS, write_alerts
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.settings import MongoSettings
+from fraudwatch.vocabulary import RULE_NAMES, SEVERITIES
 from webapp import create_app
 from webapp.demo import MERCHANTS, demo_pan, make_alert_doc
-from webapp.documents import RULES, SEVERITIES
 from webapp.settings import WebappSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,7 +184,7 @@ class Analyst:
         elif choice == "queue?severity":
             self.remember(self.get(choice, f"/?severity={rng.choice(SEVERITIES)}"))
         elif choice == "queue?rule":
-            self.remember(self.get(choice, f"/?rule={rng.choice(RULES)}"))
+            self.remember(self.get(choice, f"/?rule={rng.choice(RULE_NAMES)}"))
         elif choice == "queue?card":
             self.remember(self.get(choice, f"/?card={hot_card}"))
         elif choice == "queue?merchant":

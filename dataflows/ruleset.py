@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SeverityName = Literal["low", "medium", "high", "critical"]
+from fraudwatch.vocabulary import Severity
+
 DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "rules.toml"
 
 
@@ -193,7 +193,7 @@ class RuleSet(_Strict):
     def compromised_ms(self) -> int:
         return int(self.labels.compromised_days * 86_400_000)
 
-    def severity_for(self, score: float) -> str:
+    def severity_for(self, score: float) -> Severity:
         s = self.severity
         if score >= s.critical:
             return "critical"

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.ruleset import DEFAULT_RULES_FILE, RuleFileError, load_ruleset
+from dataflows.ruleset import DEFAULT_RULES_FILE, RuleFileError, Rules, load_ruleset
+from fraudwatch.vocabulary import SIGNAL_NAMES
 
 
 def test_default_rule_file_is_valid_and_versioned() -> None:
@@ -36,3 +37,7 @@ def test_unknown_keys_are_rejected_so_typos_do_not_silently_disable_a_limit(tmp_
     bad.write_text(DEFAULT_RULES_FILE.read_text().replace("max_count = 4", "max_cuont = 4"))
     with pytest.raises(RuleFileError):
         load_ruleset(bad)
+
+
+def test_the_rule_file_configures_exactly_the_contracts_signals() -> None:
+    assert set(Rules.model_fields) == set(SIGNAL_NAMES)
