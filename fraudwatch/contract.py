@@ -3,7 +3,8 @@
 One module shared by the dataflow, the producer and the web app; documented in
 ``docs/contracts.md``. Validation happens once, at the edge (``parse_transaction``);
 inside the pipeline everything is a typed, frozen object. The words these documents carry
-(statuses, severities, rule names, label values and sources) are ``fraudwatch.vocabulary``'s.
+(statuses, severities, rule names, label values and sources, currencies) are
+``fraudwatch.vocabulary``'s.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pydantic import (
 )
 
 from fraudwatch.cards import luhn_valid
-from fraudwatch.vocabulary import LabelSource, LabelValue
+from fraudwatch.vocabulary import BASE_CURRENCY, LabelSource, LabelValue
 
 SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
@@ -283,7 +284,7 @@ class Alert:
     evidence_txns: tuple[dict[str, Any], ...]
     ruleset_version: str
     detected_at: int  # epoch ms, wall clock when the dataflow raised it
-    base_currency: str = "EUR"
+    base_currency: str = BASE_CURRENCY
     late: bool = False
     model_version: str = ""  # the model that scored it ("formula-<ruleset>" or a trained one)
 

@@ -1,5 +1,5 @@
 """The words every component shares, defined once: alert statuses, severities, rule names,
-label values and sources.
+label values and sources, and the exchange-rate table.
 
 The producer, the dataflow and the console import them from here (``fraudwatch.contract``'s
 schemas too). Kafka messages and MongoDB documents carry these exact strings, so renaming one
@@ -84,3 +84,42 @@ LabelValue = Literal["fraud", "genuine"]
 # Who reported the truth: the issuer's chargeback feed (the producer simulates it), an
 # analyst's verdict in the console, or the cardholder.
 LabelSource = Literal["chargeback", "analyst", "customer"]
+
+# --- currencies ------------------------------------------------------------------------------
+
+# Every amount in an alert's reasons and evidence is in this currency.
+BASE_CURRENCY = "EUR"
+# Static reference rates, late-2025 levels, reviewed quarterly: base-currency units per one
+# unit of the currency. The one table: the detector converts amounts into the base currency
+# with it (a transaction in a currency without a rate is dead-lettered as
+# ``unsupported_currency``) and the producer prices its simulated traffic with its inverse.
+# A card's habits are kept in the base currency, so a changed rate can change scores: change
+# it together with the rule set's ``version`` in config/rules.toml.
+EXCHANGE_RATES: dict[str, float] = {
+    "EUR": 1.0,
+    "USD": 0.92,
+    "GBP": 1.17,
+    "CHF": 1.05,
+    "SEK": 0.087,
+    "NOK": 0.086,
+    "DKK": 0.134,
+    "PLN": 0.23,
+    "CZK": 0.040,
+    "HUF": 0.0025,
+    "JPY": 0.0061,
+    "CNY": 0.127,
+    "INR": 0.011,
+    "BRL": 0.17,
+    "MXN": 0.050,
+    "CAD": 0.67,
+    "AUD": 0.60,
+    "NZD": 0.55,
+    "SGD": 0.69,
+    "HKD": 0.118,
+    "ZAR": 0.050,
+    "TRY": 0.027,
+    "AED": 0.25,
+    "KRW": 0.00066,
+    "RUB": 0.0095,
+    "NGN": 0.00058,
+}
