@@ -56,8 +56,8 @@ from fraudwatch.alert_store import ALERTS, write_alerts
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.clients import mongo_client
 from fraudwatch.settings import MongoSettings
+from fraudwatch.vocabulary import RULE_NAMES, SEVERITIES
 from webapp import create_app
-from webapp.documents import RULES, SEVERITIES
 from webapp.settings import WebappSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ class Analyst:
         elif choice == "queue?severity":
             self.remember(self.get(choice, f"/?severity={rng.choice(SEVERITIES)}"))
         elif choice == "queue?rule":
-            self.remember(self.get(choice, f"/?rule={rng.choice(RULES)}"))
+            self.remember(self.get(choice, f"/?rule={rng.choice(RULE_NAMES)}"))
         elif choice == "queue?card":
             self.remember(self.get(choice, f"/?card={hot_card}"))
         elif choice == "queue?merchant":

@@ -58,6 +58,7 @@ import orjson
 
 from bench.handbook.split import DAY_MS, Split, format_ms, known_compromised
 from bench.metrics import average_precision, card_precision_at_k_days, median, ratio, roc_auc
+from fraudwatch.vocabulary import EXCHANGE_RATES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Only alert ids depend on the token key; every run here uses the same one.
@@ -763,9 +764,7 @@ def evaluate_profile(setup: Setup, profile: Profile, live: LiveStack | None) -> 
         _say(f"[{profile.name}] {tag} backtest in {seconds[f'{tag} backtest']:.1f} s")
 
     started = time.monotonic()
-    forest_txns = handbook_rf.load_transactions(
-        files.transactions, files.truth, handbook_rf.currency_rates(setup.fraudwatch.rules_file)
-    )
+    forest_txns = handbook_rf.load_transactions(files.transactions, files.truth, EXCHANGE_RATES)
     forest_scores, forest_seconds = handbook_rf.score_test_week(
         forest_txns, plan.split, setup.forest_jobs
     )
@@ -1321,8 +1320,8 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
     )
     w(
         "- Random forest (`bench/baselines/handbook_rf.py`): the handbook's 15 baseline "
-        "features (`bench/handbook/features.py`): the amount in EUR (rates of "
-        "`config/rules.toml`), weekend, night (UTC hour <= 6), per card (`account_id`) the "
+        "features (`bench/handbook/features.py`): the amount in EUR (the contract's rates, "
+        "`fraudwatch/vocabulary.py`), weekend, night (UTC hour <= 6), per card (`account_id`) the "
         "number of transactions and their mean amount over the 1, 7 and 30 days up to the "
         "transaction, per merchant (`merchant_id`) the number of transactions and the share "
         "of them fraudulent over 1, 7 and 30 days ending 7 days before the transaction (labels "

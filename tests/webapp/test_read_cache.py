@@ -17,8 +17,8 @@ from pymongo import monitoring
 
 from fraudwatch import clients
 from fraudwatch.alert_store import ALERTS, ensure_indexes
+from fraudwatch.vocabulary import STATUSES
 from tests.webapp.conftest import Clock, build_app, login, make_user
-from webapp.documents import STATUSES
 from webapp.queries import AlertQuery
 from webapp.read_cache import ReadCache, reads_not_before
 from webapp.store import AlertStore
