@@ -132,7 +132,7 @@ def main() -> int:
         views = {
             "queue, 21st page": (
                 lambda: store.page(deep, size, datetime.now(UTC)),
-                f"/api/alerts?limit=50&before={deep.before.encode() if deep.before else ''}",
+                f"/api/alerts?limit=50&cursor={deep.before.encode() if deep.before else ''}",
             ),
             "queue, first page": (
                 lambda: store.page(AlertQuery(), size, datetime.now(UTC)),
