@@ -46,7 +46,6 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import Sink
 from bytewax.testing import TestingSource
 
-from dataflows import metrics
 from dataflows.detection.cardbook import BookSnapshot, CardBook, CardItem, shard_of
 from dataflows.detection.detector import CardVerdict, Detector, Judged, Outcome
 from dataflows.detection.featurelog import Sampler
@@ -54,9 +53,10 @@ from dataflows.detection.featurelog import encode as encode_row
 from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
 from dataflows.detection.policy import PolicyBook
 from dataflows.edge import Edge, RawRecord
-from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
-from dataflows.model_store import ModelStore
-from dataflows.mongo_io import MongoUpsertSink, connect
+from dataflows.io import prometheus
+from dataflows.io.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
+from dataflows.io.model_store import ModelStore
+from dataflows.io.mongo_io import MongoUpsertSink, connect
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
@@ -198,7 +198,7 @@ class CardShardLogic(ShardLogic[list[CardItem], list[CardVerdict], BookSnapshot]
     def evict_idle(self) -> None:
         evicted = self.cards.evict(self.watermarks.marks, self.horizon_ms)
         if evicted:
-            metrics.CARDS_EVICTED.inc(evicted)
+            prometheus.CARDS_EVICTED.inc(evicted)
 
 
 MerchantItem = CardVerdict | LabelEvent
@@ -235,7 +235,7 @@ class MerchantShardLogic(ShardLogic[list[MerchantItem], list[Judged], MerchantSn
 
 
 class PolicyRefresh:
-    """Looks for new operating points (``dataflows.model_store``) at most every ``every_s``
+    """Looks for new operating points (``dataflows.io.model_store``) at most every ``every_s``
     seconds of wall clock, between batches; one per worker, shared by its merchant shards."""
 
     def __init__(
@@ -253,10 +253,10 @@ class PolicyRefresh:
         if now >= self.next_at:
             self.next_at = now + self.every_s
             if self.source(self.book):
-                metrics.MODEL_INFO.info(
+                prometheus.MODEL_INFO.info(
                     {"version": self.book.newest.version, "day": self.book.newest.day}
                 )
-                metrics.ALERT_THRESHOLD.set(self.book.newest.threshold)
+                prometheus.ALERT_THRESHOLD.set(self.book.newest.threshold)
 
 
 @dataclass(frozen=True)
@@ -264,7 +264,7 @@ class Sinks:
     """Where the dataflow writes; tests pass ``TestingSink``s."""
 
     alerts_kafka: Sink[OutMessage]
-    # (routing key, document): the MongoDB sinks are partitioned (see dataflows.mongo_io).
+    # (routing key, document): the MongoDB sinks are partitioned (see dataflows.io.mongo_io).
     alerts_mongo: Sink[tuple[str, dict[str, Any]]]
     stats_mongo: Sink[tuple[str, dict[str, Any]]]
     dlq: Sink[OutMessage]
@@ -293,7 +293,7 @@ def real_sinks(settings: DataflowSettings) -> Sinks:
             topic,
             extra_config=settings.librdkafka_config(),
             flush_timeout_s=settings.fraud_flush_timeout_s,
-            on_retry=metrics.SINK_RETRIES.labels(topic).inc,
+            on_retry=prometheus.SINK_RETRIES.labels(topic).inc,
         )
 
     def mongo(collection: str) -> MongoUpsertSink:
@@ -304,7 +304,7 @@ def real_sinks(settings: DataflowSettings) -> Sinks:
             timeout_ms=settings.mongodb_timeout_ms,
             attempts=settings.fraud_mongo_attempts,
             retry_timeout_s=settings.fraud_mongo_retry_timeout_s,
-            on_retry=metrics.SINK_RETRIES.labels(collection).inc,
+            on_retry=prometheus.SINK_RETRIES.labels(collection).inc,
         )
 
     return Sinks(
@@ -324,19 +324,19 @@ def registry_source(settings: DataflowSettings) -> Callable[[PolicyBook], int]:
 
 
 def _dead_letter_message(d: DeadLetter) -> OutMessage:
-    metrics.DEAD_LETTERED.labels(d.reason).inc()
+    prometheus.DEAD_LETTERED.labels(d.reason).inc()
     return OutMessage(key=None, value=orjson.dumps(d.to_json_dict()))
 
 
 def _alert_of(o: Outcome) -> Alert | None:
     if o.late:
-        metrics.LATE.inc()
+        prometheus.LATE.inc()
     elif o.duplicate:
-        metrics.DUPLICATES.inc()
+        prometheus.DUPLICATES.inc()
     if o.alert is not None:
-        metrics.ALERTS.inc()
+        prometheus.ALERTS.inc()
         for r in o.alert.reasons:
-            metrics.ALERTS_BY_RULE.labels(r.rule).inc()
+            prometheus.ALERTS_BY_RULE.labels(r.rule).inc()
     return o.alert
 
 
@@ -354,7 +354,7 @@ def _feature_messages(sampler: Sampler) -> Callable[[list[list[Outcome]]], list[
         # In event-time order within the batch (the merchant stage emits by merchant shard):
         # with input in time order, the trainer then reads a day's rows before the next day's.
         rows.sort(key=lambda r: (r.ts, r.transaction_id))
-        metrics.FEATURE_ROWS.inc(len(rows))
+        prometheus.FEATURE_ROWS.inc(len(rows))
         return [OutMessage(key=r.card.encode(), value=encode_row(r)) for r in rows]
 
     return messages
@@ -441,11 +441,11 @@ def build_flow(
             else:
                 out.append(cast("DeadLetter", x))
         out.extend(groups.items())
-        metrics.TRANSACTIONS_IN.inc(len(batch))
+        prometheus.TRANSACTIONS_IN.inc(len(batch))
         return out
 
     def validate_labels(batch: list[RawRecord]) -> list[DeadLetter | LabelEvent]:
-        metrics.LABELS_IN.inc(len(batch))
+        prometheus.LABELS_IN.inc(len(batch))
         return [edge.to_label(rec) for rec in batch]
 
     def is_shard_item(x: object) -> bool:
@@ -501,7 +501,7 @@ def build_flow(
         )
 
     def stats_of_batch(outcome_lists: list[list[Outcome]]) -> list[tuple[str, StatsDelta]]:
-        metrics.TRANSACTIONS_VALID.inc(sum(map(len, outcome_lists)))
+        prometheus.TRANSACTIONS_VALID.inc(sum(map(len, outcome_lists)))
         return [("stats", stats_delta(o for outs in outcome_lists for o in outs))]
 
     flow = Dataflow("fraudwatch")

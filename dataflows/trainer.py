@@ -4,7 +4,7 @@ Reads the feature log (``FEATURES_TOPIC``, written by the dataflow) and the labe
 (``LABELS_TOPIC``) from their beginning, and makes one decision per UTC day of event time
 (``dataflows.detection.training``): retrain, validate against the current model on the newest
 final day, promote or keep, size the alert threshold to ``ALERT_BUDGET_CARDS_PER_DAY``. Each
-decision goes to the model registry in MongoDB (``dataflows.model_store``), where the
+decision goes to the model registry in MongoDB (``dataflows.io.model_store``), where the
 dataflow picks it up between batches; model health documents are rewritten as labels arrive.
 
 A day is decided when the first logged transaction of that day is read, after reading every
@@ -30,8 +30,8 @@ from dataflows.detection.featurelog import FeatureLogError, decode
 from dataflows.detection.policy import FORMULA, ModelError
 from dataflows.detection.training import Trainer, day_name, day_of
 from dataflows.edge import Edge, RawRecord
-from dataflows.model_store import ModelStore
-from dataflows.mongo_io import connect
+from dataflows.io.model_store import ModelStore
+from dataflows.io.mongo_io import connect
 from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import TrainerSettings
 from fraudwatch.cards import CardTokenizer

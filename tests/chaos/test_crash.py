@@ -254,7 +254,7 @@ def test_a_replay_does_not_duplicate_alerts_or_undo_a_disposition(
 def test_a_resume_offset_that_no_longer_exists_is_an_error_not_a_silent_skip(
     pipe: PipelineEnv,
 ) -> None:
-    from dataflows.kafka_io import KafkaUnavailable, TransactionSource
+    from dataflows.io.kafka_io import KafkaUnavailable, TransactionSource
 
     produce(pipe.bootstrap, pipe.tx, traffic(cards=1, per_card=3))
     source = TransactionSource(pipe.bootstrap, pipe.tx)

@@ -241,7 +241,7 @@ def test_a_poisoned_replay_dead_letters_every_bad_record_once_and_alerts_like_th
 
 # Found by this suite and fixed in dataflows/detection/detector.py: the re-sent id had been
 # pruned from the card's windows and was judged again. Three partitions, two of them empty:
-# stop-at-end must still finish (also found here, fixed in dataflows/kafka_io.py).
+# stop-at-end must still finish (also found here, fixed in dataflows/io/kafka_io.py).
 def test_a_transaction_re_sent_after_its_card_moved_on_raises_no_second_alert(
     pipe: PipelineEnv, mongo_client: Any, tmp_path: Path
 ) -> None:
