@@ -29,9 +29,9 @@ from dataflows.detection.featurelog import Sampler
 from dataflows.detection.features import features
 from dataflows.detection.merchant import MerchantBook, MerchantView
 from dataflows.detection.policy import operating_point_doc
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.training import Decision, Trainer, day_of
 from dataflows.edge import Edge, RawRecord
-from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import CardEvent, LabelEvent

@@ -52,12 +52,12 @@ from dataflows.detection.featurelog import Sampler
 from dataflows.detection.featurelog import encode as encode_row
 from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
 from dataflows.detection.policy import PolicyBook
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.edge import Edge, RawRecord
 from dataflows.io import prometheus
 from dataflows.io.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.io.model_store import ModelStore
 from dataflows.io.mongo_io import MongoUpsertSink, connect
-from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
 from fraudwatch.alert_store import ALERT_STATS, ALERTS

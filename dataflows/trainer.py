@@ -28,11 +28,11 @@ from prometheus_client import Gauge, start_http_server
 
 from dataflows.detection.featurelog import FeatureLogError, decode
 from dataflows.detection.policy import FORMULA, ModelError
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.training import Trainer, day_name, day_of
 from dataflows.edge import Edge, RawRecord
 from dataflows.io.model_store import ModelStore
 from dataflows.io.mongo_io import connect
-from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import TrainerSettings
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import LabelEvent

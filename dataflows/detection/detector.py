@@ -21,6 +21,7 @@ from dataflows.detection.features import feature_row
 from dataflows.detection.labels import id_hash
 from dataflows.detection.merchant import NO_MERCHANT_VIEW, MerchantView
 from dataflows.detection.policy import FORMULA, FormulaModel, OperatingPoint, PolicyBook
+from dataflows.detection.ruleset import RuleSet
 from dataflows.detection.scoring import Scorer, explain, sigmoid
 from dataflows.detection.signals import (
     CARD_SIGNALS,
@@ -32,7 +33,6 @@ from dataflows.detection.signals import (
     merchant_risk,
 )
 from dataflows.detection.state import AMT, CP, LAT, LON, NO_HABIT, STRIDE, TS, CardState, Habit
-from dataflows.ruleset import RuleSet
 from fraudwatch.contract import Alert, CardEvent, LabelEvent, Reason, alert_id_for, format_ts
 
 

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from dataflows.detection.merchant import MerchantView
+from dataflows.detection.ruleset import RuleSet
 from dataflows.detection.state import AMT, CP, HABIT_TAUS_MS, LAT, LON, STRIDE, CardState, Habit
-from dataflows.ruleset import RuleSet
 from fraudwatch.contract import CardEvent
 from fraudwatch.geo import haversine_km
 

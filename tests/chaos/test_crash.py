@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dataflows.backtest import run_backtest
-from dataflows.ruleset import load_ruleset
+from dataflows.detection.ruleset import load_ruleset
 from fraudwatch.devstack import REPO_ROOT
 from tests.chaos import scale
 from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitions

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.detection.detector import Detector
+from dataflows.detection.ruleset import load_ruleset
 from dataflows.detection.state import CardState
 from dataflows.edge import Edge, RawRecord
-from dataflows.ruleset import load_ruleset
 from fraudwatch.cards import CardTokenizer, luhn_valid
 from fraudwatch.contract import (
     MAX_MESSAGE_BYTES,

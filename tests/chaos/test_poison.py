@@ -32,8 +32,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from dataflows.backtest import run_backtest
+from dataflows.detection.ruleset import load_ruleset
 from dataflows.edge import Edge, RawRecord
-from dataflows.ruleset import load_ruleset
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import MAX_MESSAGE_BYTES, CardEvent, format_ts
 from fraudwatch.devstack import REPO_ROOT

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from dataflows.detection.cardbook import CardBook, shard_of
 from dataflows.detection.detector import Detector
+from dataflows.detection.ruleset import load_ruleset
 from dataflows.detection.state import CardState, packed_header
-from dataflows.ruleset import load_ruleset
 from tests.factories import make_event
 
 MIN = 60_000

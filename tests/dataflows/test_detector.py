@@ -9,9 +9,9 @@ import pytest
 
 from dataflows.detection.detector import Detector, Outcome
 from dataflows.detection.merchant import MerchantView
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.scoring import logit, sigmoid
 from dataflows.detection.state import CardState
-from dataflows.ruleset import RuleSet, load_ruleset
 from fraudwatch.contract import LabelEvent
 from fraudwatch.geo import haversine_km
 from tests.factories import make_event

@@ -22,10 +22,10 @@ from dataflows.detection.policy import (
     PolicyBook,
 )
 from dataflows.detection.quality import average_precision, card_precision_at_k, roc_auc
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.signals import Signal
 from dataflows.detection.state import CardState
 from dataflows.detection.training import DAY_MS, Trainer, TrainingConfig
-from dataflows.ruleset import RuleSet, load_ruleset
 from fraudwatch.contract import LabelEvent
 from tests.factories import make_event
 

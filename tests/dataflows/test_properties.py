@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.detection.detector import Detector
+from dataflows.detection.ruleset import load_ruleset
 from dataflows.detection.state import CardState
-from dataflows.ruleset import load_ruleset
 from tests.factories import make_event
 
 RULESET = load_ruleset()

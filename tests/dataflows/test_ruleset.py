@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.ruleset import DEFAULT_RULES_FILE, RuleFileError, load_ruleset
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, RuleFileError, load_ruleset
 
 
 def test_default_rule_file_is_valid_and_versioned() -> None:

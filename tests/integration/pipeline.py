@@ -22,7 +22,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from dataflows.backtest import run_backtest
-from dataflows.ruleset import DEFAULT_RULES_FILE, load_ruleset
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from fraudwatch.devstack import REPO_ROOT, ensure_topics
 from tests.chaos.input import ordered_producer
 

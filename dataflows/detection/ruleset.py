@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 SeverityName = Literal["low", "medium", "high", "critical"]
-DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "rules.toml"
+DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
 
 
 class _Strict(BaseModel):
