@@ -53,13 +53,13 @@ from dataflows.detection.featurelog import encode as encode_row
 from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
 from dataflows.detection.policy import PolicyBook
 from dataflows.detection.ruleset import RuleSet, load_ruleset
-from dataflows.edge import Edge, RawRecord
 from dataflows.io import prometheus
 from dataflows.io.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.io.model_store import ModelStore
 from dataflows.io.mongo_io import MongoUpsertSink, connect
 from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.alert_store import ALERT_STATS, ALERTS
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import Alert, CardEvent, DeadLetter, LabelEvent, format_ts
@@ -407,7 +407,7 @@ def build_flow(
     """
     ruleset = ruleset or load_ruleset(settings.fraud_rules_file)
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
-    edge = Edge(CardTokenizer(key), set(ruleset.currency.rates))
+    validator = RecordValidator(CardTokenizer(key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
     eviction_every = timedelta(seconds=settings.fraud_eviction_check_s)
     if labels_source is None:
@@ -422,7 +422,7 @@ def build_flow(
     sampler = settings.sampler(ruleset.score.prior)
     watermarks = PartitionWatermarks()
 
-    to_event = edge.to_event
+    to_event = validator.to_event
     shards = settings.fraud_card_shards
     shard_keys = [f"{i:04d}" for i in range(shards)]
 
@@ -446,7 +446,7 @@ def build_flow(
 
     def validate_labels(batch: list[RawRecord]) -> list[DeadLetter | LabelEvent]:
         prometheus.LABELS_IN.inc(len(batch))
-        return [edge.to_label(rec) for rec in batch]
+        return [validator.to_label(rec) for rec in batch]
 
     def is_shard_item(x: object) -> bool:
         return type(x) is tuple

@@ -30,10 +30,10 @@ from dataflows.detection.featurelog import FeatureLogError, decode
 from dataflows.detection.policy import FORMULA, ModelError
 from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.training import Trainer, day_name, day_of
-from dataflows.edge import Edge, RawRecord
 from dataflows.io.model_store import ModelStore
 from dataflows.io.mongo_io import connect
 from dataflows.settings import TrainerSettings
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import LabelEvent
 
@@ -106,7 +106,7 @@ class TrainerService:
         self.store = store
         self.trainer = Trainer(settings.training(ruleset))
         key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
-        self.edge = Edge(CardTokenizer(key), set(ruleset.currency.rates))
+        self.validator = RecordValidator(CardTokenizer(key), set(ruleset.currency.rates))
         self.features = _TopicReader(settings, settings.features_topic)
         self.labels = _TopicReader(settings, settings.labels_topic)
         self.published = store.decided_days()
@@ -161,7 +161,7 @@ class TrainerService:
             got = 0
             for offset, raw in self.labels.poll(5000, 0.2):
                 got += 1
-                item = self.edge.to_label(
+                item = self.validator.to_label(
                     RawRecord(self.settings.labels_topic, 0, offset, None, raw)
                 )
                 if isinstance(item, LabelEvent):

@@ -33,7 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from dataflows.backtest import run_backtest
 from dataflows.detection.ruleset import load_ruleset
-from dataflows.edge import Edge, RawRecord
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import MAX_MESSAGE_BYTES, CardEvent, format_ts
 from fraudwatch.devstack import REPO_ROOT
@@ -155,11 +155,11 @@ def produce_records(bootstrap: str, topic: str, records: list[Record]) -> list[t
 
 
 def test_every_corpus_record_gets_the_outcome_the_corpus_states() -> None:
-    """The edge alone: the right reason and detail for each case, and an envelope the
+    """The validator alone: the right reason and detail for each case, and an envelope the
     dataflow can serialise (it writes ``orjson.dumps(envelope)`` to the DLQ)."""
-    edge = Edge(CardTokenizer(TOKEN_KEY), set(load_ruleset().currency.rates))
+    validator = RecordValidator(CardTokenizer(TOKEN_KEY), set(load_ruleset().currency.rates))
     for bad in CORPUS:
-        out = edge.to_event(RawRecord("tx", 0, 0, None, bad.value))
+        out = validator.to_event(RawRecord("tx", 0, 0, None, bad.value))
         if not bad.dead_lettered:
             assert isinstance(out, CardEvent), (bad.name, out)
             continue

@@ -15,9 +15,9 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 
 from dataflows.backtest import run_backtest
 from dataflows.detection.ruleset import load_ruleset
-from dataflows.edge import RawRecord
 from dataflows.fraud import STEP_IDS, Sinks, build_flow
 from dataflows.settings import DataflowSettings
+from dataflows.validation import RawRecord
 from tests.factories import find_pans, make_chargeback, make_txn, traffic
 
 KEY = "test-token-key"
