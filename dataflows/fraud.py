@@ -56,7 +56,7 @@ from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.io import prometheus
 from dataflows.io.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
 from dataflows.io.model_store import ModelStore
-from dataflows.io.mongo_io import MongoUpsertSink, connect
+from dataflows.io.mongo_io import AlertStoreSink, connect
 from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
 from dataflows.validation import RawRecord, RecordValidator
@@ -296,8 +296,8 @@ def real_sinks(settings: DataflowSettings) -> Sinks:
             on_retry=prometheus.SINK_RETRIES.labels(topic).inc,
         )
 
-    def mongo(collection: str) -> MongoUpsertSink:
-        return MongoUpsertSink(
+    def mongo(collection: str) -> AlertStoreSink:
+        return AlertStoreSink(
             settings.mongodb_uri,
             settings.mongodb_database,
             collection,
