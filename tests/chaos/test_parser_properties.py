@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from dataflows.detection.detector import Detector
 from dataflows.detection.ruleset import load_ruleset
-from dataflows.detection.state import CardState
+from dataflows.detection.state import CardHistory
 from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer, luhn_valid
 from fraudwatch.contract import (
@@ -166,7 +166,7 @@ def check(raw: bytes | None) -> None:
 
     out = VALIDATOR.to_event(RawRecord("tx", 0, 0, 1, raw))
     if isinstance(out, CardEvent):
-        outcome = DETECTOR.process(CardState(), out, 0)
+        outcome = DETECTOR.process(CardHistory(), out, 0)
         if outcome.alert is not None:
             orjson.dumps(outcome.alert.to_json_dict())
             bson.encode(outcome.alert.to_mongo_doc())
