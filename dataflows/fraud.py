@@ -23,6 +23,9 @@ card lives on one input partition); the merchant stage's view of a transaction d
 on the order in which it gets them (docs/detection.md). ``validate`` groups each input batch's
 valid transactions by card shard, and ``by_merchant`` regroups the verdicts by merchant shard,
 so the runtime moves one item per shard and batch rather than one per transaction.
+``split_valid`` and ``split_labels`` are ``split_dead_letters`` composites
+(``dataflows.steps.dead_letters``): the valid items come out on ``oks``, the dead letters on
+``errs``.
 
 The module only wires: ``build_flow(settings, ...)`` takes its sources and sinks so tests can
 swap them; ``flow`` is built lazily from the environment when Bytewax asks for it.
@@ -40,7 +43,7 @@ from typing import Any, Protocol, TypeVar, cast
 
 import bytewax.operators as op
 import orjson
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 from bytewax.outputs import Sink
@@ -59,6 +62,7 @@ from dataflows.io.model_store import ModelStore
 from dataflows.io.mongo_io import AlertStoreSink, connect
 from dataflows.settings import DataflowSettings
 from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
+from dataflows.steps.dead_letters import split_dead_letters
 from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.alert_store import ALERT_STATS, ALERTS
 from fraudwatch.cards import CardTokenizer
@@ -448,12 +452,6 @@ def build_flow(
         prometheus.LABELS_IN.inc(len(batch))
         return [validator.to_label(rec) for rec in batch]
 
-    def is_shard_item(x: object) -> bool:
-        return type(x) is tuple
-
-    def is_label(x: object) -> bool:
-        return type(x) is LabelEvent
-
     def labels_by_merchant(labels: list[LabelEvent]) -> list[tuple[str, list[MerchantItem]]]:
         return _group(
             [(shard_keys[merchant_shard_of(lab.merchant_id, shards)], lab) for lab in labels]
@@ -506,23 +504,19 @@ def build_flow(
 
     flow = Dataflow("fraudwatch")
     raw = op.input("transactions_in", flow, source)
-    checked = op.flat_map_batch("validate", raw, validate)
-    split = op.branch("split_valid", checked, is_shard_item)
-    invalid = cast("Stream[DeadLetter]", split.falses)
-    op.output("dlq_out", op.map("dead_letters", invalid, _dead_letter_message), sinks.dlq)
-    tx_by_card = cast("Stream[tuple[str, list[CardItem]]]", split.trues)
+    tx = split_dead_letters("split_valid", op.flat_map_batch("validate", raw, validate))
+    op.output("dlq_out", op.map("dead_letters", tx.errs, _dead_letter_message), sinks.dlq)
 
     raw_labels = op.input("labels_in", flow, labels_source)
-    checked_labels = op.flat_map_batch("validate_labels", raw_labels, validate_labels)
-    split_labels = op.branch("split_labels", checked_labels, is_label)
-    bad_labels = cast("Stream[DeadLetter]", split_labels.falses)
-    label_dead = op.map("label_dead_letters", bad_labels, _dead_letter_message)
+    labels = split_dead_letters(
+        "split_labels", op.flat_map_batch("validate_labels", raw_labels, validate_labels)
+    )
+    label_dead = op.map("label_dead_letters", labels.errs, _dead_letter_message)
     op.output("labels_dlq_out", label_dead, sinks.dlq)
-    labels = cast("Stream[LabelEvent]", split_labels.trues)
-    labels_c = op.flat_map_batch("label_to_cards", labels, labels_by_card)
-    labels_m = op.flat_map_batch("label_to_merchants", labels, labels_by_merchant)
+    labels_c = op.flat_map_batch("label_to_cards", labels.oks, labels_by_card)
+    labels_m = op.flat_map_batch("label_to_merchants", labels.oks, labels_by_merchant)
 
-    card_in = cast("KeyedStream[list[CardItem]]", op.merge("card_input", tx_by_card, labels_c))
+    card_in = cast("KeyedStream[list[CardItem]]", op.merge("card_input", tx.oks, labels_c))
     verdicts = op.key_rm("verdicts", op.stateful_batch("card_shards", card_in, card_logic))
     merchant_in = cast(
         "KeyedStream[list[MerchantItem]]",
