@@ -6,6 +6,7 @@ COPY fraudwatch ./fraudwatch
 COPY dataflows ./dataflows
 COPY producer ./producer
 COPY webapp ./webapp
+COPY devtools ./devtools
 COPY config ./config
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 fraudwatch
 USER fraudwatch

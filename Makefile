@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-STACK := $(PY) -m fraudwatch.devstack
+STACK := $(PY) -m devtools.stack
 
 .PHONY: venv browser up down status clean-stack run test chaos soak lint typecheck unit integration bench bench-full evaluate screenshots
 
@@ -37,7 +37,7 @@ clean-stack:
 
 # The whole pipeline on the local stack; Ctrl-C stops everything it started.
 run: venv
-	@$(PY) -m fraudwatch.supervisor
+	@$(PY) -m devtools.supervisor
 
 lint: venv
 	@$(PY) -m ruff check .

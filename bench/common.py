@@ -28,6 +28,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fraudwatch.clients import (
+    consumer_config,
+    delete_topics,
+    ensure_topics,
+    mongo_at,
+    mongo_client,
+    plaintext_kafka,
+)
 from fraudwatch.settings import KafkaSettings, MongoSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -121,6 +129,14 @@ class Stack:
     def from_env(cls) -> Stack:
         return cls(KafkaSettings().kafka_bootstrap_servers, MongoSettings().mongodb_uri)
 
+    @property
+    def kafka(self) -> KafkaSettings:
+        return plaintext_kafka(self.bootstrap)
+
+    @property
+    def mongo(self) -> MongoSettings:
+        return mongo_at(self.mongodb_uri)
+
 
 def new_run_id() -> str:
     return f"bench-{time.strftime('%m%d%H%M%S')}-{secrets.token_hex(2)}"
@@ -152,14 +168,9 @@ class Scratch:
 
     def topic(self, suffix: str, partitions: int = 3, log_append_time: bool = False) -> str:
         """Create a fresh topic; ``log_append_time``: message timestamps are the broker's."""
-        from confluent_kafka.admin import AdminClient, NewTopic
-
         name = self.name(suffix)
         config = {"message.timestamp.type": "LogAppendTime"} if log_append_time else {}
-        admin = AdminClient({"bootstrap.servers": self.stack.bootstrap})
-        new = NewTopic(name, num_partitions=partitions, replication_factor=1, config=config)
-        for fut in admin.create_topics([new], operation_timeout=30).values():
-            fut.result(timeout=30)
+        ensure_topics(self.stack.kafka, {name: partitions}, configs={name: config})
         self.topics.append(name)
         return name
 
@@ -176,19 +187,11 @@ class Scratch:
         return path
 
     def cleanup(self) -> None:
-        from confluent_kafka.admin import AdminClient
-        from pymongo import MongoClient
-
         if self.topics:
-            admin = AdminClient({"bootstrap.servers": self.stack.bootstrap})
-            for fut in admin.delete_topics(self.topics, operation_timeout=30).values():
-                with contextlib.suppress(Exception):
-                    fut.result(timeout=30)
+            delete_topics(self.stack.kafka, self.topics)
             self.topics.clear()
         if self.databases:
-            client: MongoClient[dict[str, Any]] = MongoClient(
-                self.stack.mongodb_uri, serverSelectionTimeoutMS=5000
-            )
+            client = mongo_client(self.stack.mongo)
             try:
                 for db in self.databases:
                     with contextlib.suppress(Exception):
@@ -389,7 +392,7 @@ def high_watermarks(stack: Stack, topic: str) -> dict[int, int]:
     """Partition -> high watermark (the end) of ``topic``."""
     from confluent_kafka import Consumer, TopicPartition
 
-    c = Consumer({"bootstrap.servers": stack.bootstrap, "group.id": "fraudwatch-bench-probe"})
+    c = Consumer(consumer_config(stack.kafka, "fraudwatch-bench-probe"))
     try:
         md = c.list_topics(topic, timeout=30)
         return {

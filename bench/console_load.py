@@ -7,7 +7,7 @@
 What runs, all on loopback and cleaned up at the end (process group, scratch database):
 
 - a scratch database on the local MongoDB (``MONGODB_URI``), seeded with ``--alerts`` alerts
-  over the last 7 days by ``bench.webapp_queries.seed`` (``webapp.demo.make_alert_doc``);
+  over the last 7 days by ``bench.webapp_queries.seed`` (``devtools.demo_data.make_alert_doc``);
 - the console under gunicorn (``--workers`` x ``--threads``, gthread) against it;
 - a writer thread that keeps adding alerts (``--write-rate`` per second) through
   ``fraudwatch.alert_store.write_alerts``, the function the dataflow's MongoDB sink calls
@@ -50,15 +50,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pymongo
-
 from bench.webapp_queries import seed
+from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERTS, write_alerts
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.clients import mongo_client
 from fraudwatch.settings import MongoSettings
+from fraudwatch.vocabulary import RULE_NAMES, SEVERITIES
 from webapp import create_app
-from webapp.demo import MERCHANTS, demo_pan, make_alert_doc
-from webapp.documents import RULES, SEVERITIES
 from webapp.settings import WebappSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -184,7 +183,7 @@ class Analyst:
         elif choice == "queue?severity":
             self.remember(self.get(choice, f"/?severity={rng.choice(SEVERITIES)}"))
         elif choice == "queue?rule":
-            self.remember(self.get(choice, f"/?rule={rng.choice(RULES)}"))
+            self.remember(self.get(choice, f"/?rule={rng.choice(RULE_NAMES)}"))
         elif choice == "queue?card":
             self.remember(self.get(choice, f"/?card={hot_card}"))
         elif choice == "queue?merchant":
@@ -349,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
 
     mongo = MongoSettings()
     db_name = f"console_load_{uuid.uuid4().hex[:10]}"
-    client: Any = pymongo.MongoClient(mongo.mongodb_uri, serverSelectionTimeoutMS=5000)
+    client: Any = mongo_client(mongo)
     db = client[db_name]
     token_key = secrets.token_hex(24)
     tokenizer = CardTokenizer(token_key)

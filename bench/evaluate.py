@@ -58,6 +58,7 @@ import orjson
 
 from bench.handbook.split import DAY_MS, Split, format_ms, known_compromised
 from bench.metrics import average_precision, card_precision_at_k_days, median, ratio, roc_auc
+from fraudwatch.vocabulary import EXCHANGE_RATES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Only alert ids depend on the token key; every run here uses the same one.
@@ -763,9 +764,7 @@ def evaluate_profile(setup: Setup, profile: Profile, live: LiveStack | None) -> 
         _say(f"[{profile.name}] {tag} backtest in {seconds[f'{tag} backtest']:.1f} s")
 
     started = time.monotonic()
-    forest_txns = handbook_rf.load_transactions(
-        files.transactions, files.truth, handbook_rf.currency_rates(setup.fraudwatch.rules_file)
-    )
+    forest_txns = handbook_rf.load_transactions(files.transactions, files.truth, EXCHANGE_RATES)
     forest_scores, forest_seconds = handbook_rf.score_test_week(
         forest_txns, plan.split, setup.forest_jobs
     )
@@ -860,14 +859,15 @@ class LiveStack:
 
     def create(self, profile: str) -> None:
         """Fresh topics and database names for one profile; creates the topics."""
-        from fraudwatch.devstack import ensure_topics
+        from fraudwatch.clients import ensure_topics, plaintext_kafka
 
         tag = uuid.uuid4().hex[:8]
         self.topics = (f"evaluate-{tag}-tx", f"evaluate-{tag}-alerts", f"evaluate-{tag}-dlq")
         self.database = f"evaluate_{tag}"
         _say(f"[{profile}] live: topics {', '.join(self.topics)}; database {self.database}")
-        ensure_topics(self.bootstrap, dict(zip(self.topics, (3, 3, 1), strict=True)))
-        ensure_topics(self.bootstrap, {f"{self.topics[0]}-features": 1})
+        kafka = plaintext_kafka(self.bootstrap)
+        ensure_topics(kafka, dict(zip(self.topics, (3, 3, 1), strict=True)))
+        ensure_topics(kafka, {f"{self.topics[0]}-features": 1})
 
     def compare(
         self, profile: str, files: RunFiles, env: Mapping[str, str], timeout: float,
@@ -900,12 +900,13 @@ class LiveStack:
             )
         return {"live_alerts": len(live), "backtest_alerts": len(backtest), "identical": True}
 
-    def _alerts(self) -> dict[str, tuple[Any, ...]]:
-        from pymongo import MongoClient
+    def _mongo(self) -> Any:
+        from fraudwatch.clients import mongo_at, mongo_client
 
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.mongo_uri, serverSelectionTimeoutMS=10_000
-        )
+        return mongo_client(mongo_at(self.mongo_uri), serverSelectionTimeoutMS=10_000)
+
+    def _alerts(self) -> dict[str, tuple[Any, ...]]:
+        client = self._mongo()
         try:
             fields = ("transaction_id", "account_id", "score", "severity", "reasons",
                       "evidence", "late", "ruleset_version")  # fmt: skip
@@ -916,16 +917,11 @@ class LiveStack:
 
     def drop(self) -> None:
         """Delete the run's topics and database."""
-        from confluent_kafka.admin import AdminClient
-        from pymongo import MongoClient
+        from fraudwatch.clients import delete_topics, plaintext_kafka
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        for fut in admin.delete_topics(list(self.topics), operation_timeout=30).values():
-            with contextlib.suppress(Exception):  # a topic the run never created
-                fut.result(timeout=30)
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.mongo_uri, serverSelectionTimeoutMS=10_000
-        )
+        # best effort: a topic the run never created
+        delete_topics(plaintext_kafka(self.bootstrap), self.topics)
+        client = self._mongo()
         try:
             client.drop_database(self.database)
         finally:
@@ -933,19 +929,16 @@ class LiveStack:
 
     def check(self) -> None:
         """Fail early, with the fix, when Kafka or MongoDB does not answer."""
-        from confluent_kafka.admin import AdminClient
-        from pymongo import MongoClient
+        from fraudwatch.clients import admin_client, plaintext_kafka
 
         try:
-            AdminClient({"bootstrap.servers": self.bootstrap}).list_topics(timeout=10)
+            admin_client(plaintext_kafka(self.bootstrap)).list_topics(timeout=10)
         except Exception as exc:
             raise EvaluationError(
                 f"Kafka is not reachable at {self.bootstrap} ({exc}): is the stack up? run "
                 "`make up`"
             ) from None
-        client: MongoClient[dict[str, Any]] = MongoClient(
-            self.mongo_uri, serverSelectionTimeoutMS=10_000
-        )
+        client = self._mongo()
         try:
             client.admin.command("ping")
         except Exception as exc:
@@ -1327,8 +1320,8 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
     )
     w(
         "- Random forest (`bench/baselines/handbook_rf.py`): the handbook's 15 baseline "
-        "features (`bench/handbook/features.py`): the amount in EUR (rates of "
-        "`config/rules.toml`), weekend, night (UTC hour <= 6), per card (`account_id`) the "
+        "features (`bench/handbook/features.py`): the amount in EUR (the contract's rates, "
+        "`fraudwatch/vocabulary.py`), weekend, night (UTC hour <= 6), per card (`account_id`) the "
         "number of transactions and their mean amount over the 1, 7 and 30 days up to the "
         "transaction, per merchant (`merchant_id`) the number of transactions and the share "
         "of them fraudulent over 1, 7 and 30 days ending 7 days before the transaction (labels "

@@ -43,6 +43,7 @@ from bench.common import (
     shown_dataflow,
     summarize,
 )
+from fraudwatch.clients import consumer_config
 
 POLL_S = 0.02
 
@@ -91,12 +92,11 @@ class AlertCollector:
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         c = Consumer(
-            {
-                "bootstrap.servers": self.stack.bootstrap,
-                "group.id": f"{self.topic}-latency",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 5,
-            }
+            consumer_config(
+                self.stack.kafka,
+                f"{self.topic}-latency",
+                {"enable.auto.commit": False, "fetch.wait.max.ms": 5},
+            )
         )
         parts = c.list_topics(self.topic, timeout=30).topics[self.topic].partitions
         c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in parts])

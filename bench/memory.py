@@ -29,6 +29,7 @@ import orjson
 from bench.common import PY, Procs, Scratch, linear_fit, log, shown
 from bench.throughput import ThroughputConfig, preload, run_dataflow
 from fraudwatch.cards import luhn_check_digit
+from fraudwatch.clients import kafka_config, plaintext_kafka
 
 CARD_START_MS = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
 CITIES = ((52.52, 13.405, "DE"), (48.8566, 2.3522, "FR"), (40.4168, -3.7038, "ES"))
@@ -93,12 +94,10 @@ def send_cards(
     from confluent_kafka import Producer
 
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 1_000_000,
-        }
+        kafka_config(
+            plaintext_kafka(bootstrap),
+            {"linger.ms": 20, "compression.type": "lz4", "queue.buffering.max.messages": 1_000_000},
+        )
     )
     start = time.monotonic()
     sent = 0

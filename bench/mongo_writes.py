@@ -23,8 +23,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pymongo
-
+from devtools.demo_data import demo_pan, make_alert_doc
 from fraudwatch.alert_store import (
     ALERT_STATS,
     ALERTS,
@@ -35,7 +34,7 @@ from fraudwatch.alert_store import (
     write_stats,
 )
 from fraudwatch.cards import CardTokenizer
-from webapp.demo import demo_pan, make_alert_doc
+from fraudwatch.clients import mongo_at, mongo_client
 
 Doc = dict[str, Any]
 BATCH = 500
@@ -45,7 +44,7 @@ MINUTES = 500
 
 def one_round(uri: str, alerts: int, seed: int) -> dict[str, float]:
     """Seconds per write kind on a fresh database of the server at ``uri``."""
-    client: pymongo.MongoClient[Doc] = pymongo.MongoClient(uri)
+    client = mongo_client(mongo_at(uri))
     db = client[f"bench_writes_{uuid.uuid4().hex[:8]}"]
     try:
         ensure_indexes(db)

@@ -3,12 +3,12 @@
     .venv/bin/python bench/webapp_queries.py [--alerts 50000] [--runs 30] [--keep]
         [--database NAME]   # time a database kept by an earlier run, without seeding
 
-Alerts are built with the shared contract (``Alert.to_mongo_doc``, via ``webapp.demo``) into
-a scratch database. The bulk of them is loaded with ``insert_many`` and the last 100 with
-``write_alerts`` (the dataflow's upsert path): on FerretDB v1 every *new* upsert scans the
-collection (~0.2 s at 10k documents), so 50,000 upserts would take hours; the documents are
-identical either way. Views are timed through the Flask test client (the whole request:
-parsing, queries, template) and the store alone.
+Alerts are built with the shared contract (``Alert.to_mongo_doc``, via
+``devtools.demo_data``) into a scratch database. The bulk of them is loaded with
+``insert_many`` and the last 100 with ``write_alerts`` (the dataflow's upsert path): on
+FerretDB v1 every *new* upsert scans the collection (~0.2 s at 10k documents), so 50,000
+upserts would take hours; the documents are identical either way. Views are timed through
+the Flask test client (the whole request: parsing, queries, template) and the store alone.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pymongo
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
+from devtools.demo_data import demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.clients import mongo_client
 from webapp import create_app
-from webapp.demo import demo_pan, make_alert_doc
 from webapp.queries import AlertQuery, Cursor
 from webapp.settings import WebappSettings
 
@@ -97,7 +97,8 @@ def main() -> int:
         webapp_read_cache_s=0,
         webapp_query_time_limit_ms=60_000,
     )
-    client: pymongo.MongoClient[Doc] = pymongo.MongoClient(settings.mongodb_uri)
+    # No socket timeout: a slow query must show as latency, not as an error (see above).
+    client = mongo_client(settings, socketTimeoutMS=None)
     db = client[settings.mongodb_database]
     tokenizer = CardTokenizer(
         settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None

@@ -35,6 +35,7 @@ from dataflows.io.mongo_io import connect
 from dataflows.settings import TrainerSettings
 from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer
+from fraudwatch.clients import consumer_config
 from fraudwatch.contract import LabelEvent
 
 _log = logging.getLogger("dataflows.trainer")
@@ -53,14 +54,15 @@ class _TopicReader:
     def __init__(self, settings: TrainerSettings, topic: str) -> None:
         self.topic = topic
         self.consumer = Consumer(
-            {
-                **settings.librdkafka_config(),
-                "bootstrap.servers": settings.kafka_bootstrap_servers,
-                "group.id": f"fraudwatch-trainer-{topic}",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "auto.offset.reset": "earliest",
-            }
+            consumer_config(
+                settings,
+                f"fraudwatch-trainer-{topic}",
+                {
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "auto.offset.reset": "earliest",
+                },
+            )
         )
         meta = self.consumer.list_topics(topic, timeout=30)
         info = meta.topics.get(topic)

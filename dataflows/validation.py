@@ -51,7 +51,7 @@ class RecordValidator:
             return self._dead(
                 rec,
                 "unsupported_currency",
-                f"currency {txn.currency} has no rate in the rule set's [currency.rates]",
+                f"currency {txn.currency} has no rate in fraudwatch/vocabulary.py's EXCHANGE_RATES",
             )
         pan = txn.card_number
         return CardEvent(

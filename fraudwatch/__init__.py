@@ -1,7 +1,10 @@
-"""Shared core of fraudwatch: the event contract, card-data hygiene and settings.
+"""Shared core of fraudwatch, imported by the dataflow, the producer and the web app.
 
-Nothing in this package talks to Kafka, MongoDB or Bytewax at import time, so
-the dataflow, the producer and the web app can all import it cheaply.
+It holds the event contract and the alerts' MongoDB storage, card-data hygiene (Luhn,
+tokens, masking), the typed settings and the Kafka/MongoDB clients and topics built from
+them, JSON logging and great-circle distance. Nothing in it talks to Kafka, MongoDB or
+Bytewax at import time, so importing it is cheap. Developer tooling (the local stack,
+``make run``, demo data) lives in ``devtools``.
 """
 
 __version__ = "0.1.0"

@@ -2,7 +2,9 @@
 
 One module shared by the dataflow, the producer and the web app; documented in
 ``docs/contracts.md``. Validation happens once, at the edge (``parse_transaction``);
-inside the pipeline everything is a typed, frozen object.
+inside the pipeline everything is a typed, frozen object. The words these documents carry
+(statuses, severities, rule names, label values and sources, currencies) are
+``fraudwatch.vocabulary``'s.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from pydantic import (
 )
 
 from fraudwatch.cards import luhn_valid
+from fraudwatch.vocabulary import BASE_CURRENCY, LabelSource, LabelValue
 
 SCHEMA_VERSION = 1
 ALERT_SCHEMA_VERSION = 1
@@ -38,44 +41,6 @@ _RFC3339 = re.compile(
 )
 
 Channel = Literal["card_present", "card_not_present"]
-
-# The signals an alert's reasons name (docs/detection.md), strongest-evidence kinds first, and
-# how the console shows them. Rule sets before 2026.12 also used the two legacy names, which
-# old alerts in MongoDB still carry.
-SIGNAL_NAMES: tuple[str, ...] = (
-    "compromised_card",
-    "impossible_travel",
-    "card_testing",
-    "merchant_risk",
-    "amount_vs_habit",
-    "amount_vs_merchant",
-    "velocity_count",
-    "velocity_amount",
-    "card_activity",
-    "location_anomaly",
-)
-# Evidence a model's explanation can name that no signal stands for (dataflows.detection.explain).
-MODEL_REASON_NAMES: tuple[str, ...] = ("time_of_day", "channel")
-LEGACY_RULE_NAMES: tuple[str, ...] = ("high_amount", "amount_spike")
-RULE_NAMES: tuple[str, ...] = SIGNAL_NAMES + MODEL_REASON_NAMES + LEGACY_RULE_NAMES
-RULE_LABELS: dict[str, str] = {
-    "compromised_card": "Known compromised card",
-    "impossible_travel": "Impossible travel",
-    "card_testing": "Card testing",
-    "merchant_risk": "Risky merchant (learned)",
-    "amount_vs_habit": "Amount vs card's habit",
-    "amount_vs_merchant": "Amount vs merchant's ticket",
-    "velocity_count": "Velocity (count)",
-    "velocity_amount": "Velocity (amount)",
-    "card_activity": "Unusual activity",
-    "location_anomaly": "Location anomaly",
-    "time_of_day": "Time of day (model)",
-    "channel": "Channel (model)",
-    "high_amount": "High amount (legacy)",
-    "amount_spike": "Amount spike (legacy)",
-}
-Severity = Literal["low", "medium", "high", "critical"]
-AlertStatus = Literal["open", "investigating", "confirmed_fraud", "false_positive", "dismissed"]
 
 
 def _rfc3339(value: Any) -> Any:
@@ -319,7 +284,7 @@ class Alert:
     evidence_txns: tuple[dict[str, Any], ...]
     ruleset_version: str
     detected_at: int  # epoch ms, wall clock when the dataflow raised it
-    base_currency: str = "EUR"
+    base_currency: str = BASE_CURRENCY
     late: bool = False
     model_version: str = ""  # the model that scored it ("formula-<ruleset>" or a trained one)
 
@@ -430,8 +395,6 @@ class DeadLetter:
 # Chargeback windows are 120 days; analysts' verdicts come sooner. A label years after its
 # transaction is a data error, and would keep state alive long after it could matter.
 MAX_LABEL_DELAY = timedelta(days=400)
-LabelValue = Literal["fraud", "genuine"]
-LabelSource = Literal["chargeback", "analyst", "customer"]
 
 
 class FraudLabel(BaseModel):

@@ -39,18 +39,20 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import IO, Any, Literal
+from typing import IO, Any
 
 import orjson
 
 from fraudwatch.cards import luhn_check_digit
 from fraudwatch.contract import format_ts, from_epoch_ms, parse_label
+from fraudwatch.vocabulary import LabelSource, LabelValue
 from producer.records import MALFORMED, Label, Record
 
 DAY_MS = 86_400_000
 MAX_DELAY_DAYS = 120.0  # Visa and Mastercard: a fraud dispute within 120 days
 # A merchant has about 30 days to answer a dispute with evidence; the issuer then decides.
 REVERSAL_DAYS = (15.0, 45.0)
+LABEL_SOURCE: LabelSource = "chargeback"
 _Z95 = NormalDist().inv_cdf(0.95)
 
 
@@ -300,7 +302,7 @@ class ChargebackStream:
         self,
         record: Record,
         txn: dict[str, Any],
-        verdict: Literal["fraud", "genuine"],
+        verdict: LabelValue,
         reported_ms: int,
     ) -> None:
         draft = {
@@ -312,7 +314,7 @@ class ChargebackStream:
             "currency": txn["currency"],
             "label": verdict,
             "reported_at": format_ts(from_epoch_ms(reported_ms)),
-            "source": "chargeback",
+            "source": LABEL_SOURCE,
         }
         value = orjson.dumps(draft)  # the fields in the contract's order and wire format
         parse_label(value)  # an invalid chargeback would be a bug here: crash, do not send it

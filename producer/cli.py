@@ -802,7 +802,7 @@ def bench(
 
     Creates a temporary 3-partition topic and deletes it afterwards.
     """
-    from producer.bench import run_benchmarks
+    from producer.self_benchmark import run_benchmarks
 
     settings, _ = _settings(bootstrap_servers, None)
     try:

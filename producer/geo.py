@@ -5,14 +5,17 @@ Europe-centred issuer with a North American book, travel to popular destinations
 fraudsters connect from the places card fraud is commonly routed through. Every city has a
 UTC offset (standard time, no daylight saving) so a card's daily rhythm follows local time.
 
-Exchange rates are static (units of the currency per 1 EUR, late-2025 levels): traffic is
-generated in EUR-equivalent and priced in the merchant's currency.
+Traffic is generated in EUR-equivalent and priced in the merchant's currency with the
+contract's exchange-rate table (``fraudwatch.vocabulary``), the one the detector converts back
+with.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from fraudwatch.vocabulary import EXCHANGE_RATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,36 +42,6 @@ class City:
     fraud_weight: float
     utc_offset_min: int
 
-
-# Units of currency per 1 EUR. Kept to currencies every rate table has.
-EUR_RATES: dict[str, float] = {
-    "EUR": 1.0,
-    "USD": 1.08,
-    "GBP": 0.85,
-    "CHF": 0.95,
-    "SEK": 11.5,
-    "NOK": 11.7,
-    "DKK": 7.46,
-    "PLN": 4.30,
-    "CZK": 25.2,
-    "HUF": 395.0,
-    "JPY": 162.0,
-    "CNY": 7.80,
-    "INR": 90.0,
-    "BRL": 5.90,
-    "MXN": 19.5,
-    "CAD": 1.48,
-    "AUD": 1.65,
-    "NZD": 1.80,
-    "SGD": 1.45,
-    "HKD": 8.45,
-    "ZAR": 20.0,
-    "TRY": 36.0,
-    "AED": 3.97,
-    "KRW": 1480.0,
-    "RUB": 105.0,
-    "NGN": 1700.0,
-}
 
 # Currencies whose card amounts carry no minor unit in practice.
 ZERO_DECIMAL_CURRENCIES = frozenset({"JPY", "KRW"})
@@ -243,7 +216,12 @@ def minor_units(currency: str) -> int:
     return 0 if currency in ZERO_DECIMAL_CURRENCIES else 2
 
 
+def units_per_eur(currency: str) -> float:
+    """Units of ``currency`` per 1 EUR, from the contract's table (KeyError if it has no rate)."""
+    return EXCHANGE_RATES["EUR"] / EXCHANGE_RATES[currency]
+
+
 def cash_unit(currency: str) -> float:
     """The note size ATM withdrawals are multiples of (10 EUR-ish in local money)."""
-    rate = EUR_RATES[currency]
+    rate = units_per_eur(currency)
     return 10.0 * 10.0 ** max(0, round(math.log10(rate)))

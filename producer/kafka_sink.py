@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from fraudwatch.clients import kafka_python_config
 from fraudwatch.settings import KafkaSettings
 from producer.errors import BrokerUnreachable, DeliveryFailed, ProducerError, TopicMissing
 from producer.records import Label
@@ -115,9 +116,9 @@ class KafkaSink:
         from kafka.errors import KafkaError
 
         servers = settings.kafka_bootstrap_servers
-        config = {**PRODUCER_TUNING, **settings.kafka_python_config(), **overrides}
+        config = kafka_python_config(settings, **{**PRODUCER_TUNING, **overrides})
         try:
-            producer = KafkaProducer(bootstrap_servers=settings.bootstrap_list, **config)
+            producer = KafkaProducer(**config)
         except KafkaError as exc:
             raise BrokerUnreachable(
                 f"Kafka is not reachable at {servers} ({exc}). Is the stack up? Run `make up`, "
@@ -226,10 +227,9 @@ def _topic_partitions(settings: KafkaSettings, topic: str) -> list[int]:
     servers = settings.kafka_bootstrap_servers
     try:
         admin = KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_list,
-            client_id="fraudwatch-producer-admin",
-            request_timeout_ms=10_000,
-            **settings.kafka_python_config(),
+            **kafka_python_config(
+                settings, client_id="fraudwatch-producer-admin", request_timeout_ms=10_000
+            )
         )
     except KafkaError as exc:
         raise BrokerUnreachable(f"Kafka is not reachable at {servers} ({exc})") from None

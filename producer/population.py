@@ -16,7 +16,7 @@ from itertools import accumulate
 from typing import Any
 
 from fraudwatch.cards import luhn_check_digit
-from producer.geo import CITIES, COUNTRIES, EUR_RATES, City, minor_units, offset_km
+from producer.geo import CITIES, COUNTRIES, City, minor_units, offset_km, units_per_eur
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +299,7 @@ def build_population(seed: int, cards: int, merchants: int) -> Population:
                 longitude=round(lon, 5),
                 amount_scale=cat.amount_scale * math.exp(rng.gauss(0.0, 0.3)),
                 high_resale=cat.high_resale,
-                eur_rate=EUR_RATES[currency],
+                eur_rate=units_per_eur(currency),
                 decimals=minor_units(currency),
             )
         )
@@ -332,7 +332,7 @@ def build_population(seed: int, cards: int, merchants: int) -> Population:
                 longitude=city.longitude,
                 amount_scale=cat.amount_scale * math.exp(rng.gauss(0.0, 0.3)),
                 high_resale=cat.high_resale,
-                eur_rate=EUR_RATES[currency],
+                eur_rate=units_per_eur(currency),
                 decimals=minor_units(currency),
             )
         )

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from fraudwatch import clients
 from fraudwatch.settings import KafkaSettings, MongoSettings
 
 
@@ -27,10 +28,8 @@ def mongo_settings() -> MongoSettings:
 
 @pytest.fixture(scope="session")
 def bootstrap(kafka_settings: KafkaSettings) -> str:
-    from confluent_kafka.admin import AdminClient
-
     servers = kafka_settings.kafka_bootstrap_servers
-    admin = AdminClient({"bootstrap.servers": servers, **kafka_settings.librdkafka_config()})
+    admin = clients.admin_client(kafka_settings)
     try:
         admin.list_topics(timeout=10)
     except Exception as exc:
@@ -40,9 +39,7 @@ def bootstrap(kafka_settings: KafkaSettings) -> str:
 
 @pytest.fixture(scope="session")
 def mongo_client(mongo_settings: MongoSettings) -> Iterator[Any]:
-    import pymongo
-
-    client: Any = pymongo.MongoClient(mongo_settings.mongodb_uri, serverSelectionTimeoutMS=5000)
+    client: Any = clients.mongo_client(mongo_settings, serverSelectionTimeoutMS=5000)
     try:
         client.admin.command("ping")
     except Exception as exc:
@@ -69,24 +66,17 @@ def mongo_db(mongo_client: Any, unique_name: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def make_topic(bootstrap: str) -> Iterator[Any]:
+def make_topic(bootstrap: str, kafka_settings: KafkaSettings) -> Iterator[Any]:
     """Factory: create a uniquely named topic, deleted again after the test."""
-    from confluent_kafka.admin import AdminClient
-
-    from fraudwatch.devstack import ensure_topics
-
     created: list[str] = []
 
     def make(name: str, partitions: int = 1) -> str:
-        ensure_topics(bootstrap, {name: partitions})
+        clients.ensure_topics(kafka_settings, {name: partitions})
         created.append(name)
         return name
 
     yield make
-    if created:
-        admin = AdminClient({"bootstrap.servers": bootstrap})
-        for fut in admin.delete_topics(created, operation_timeout=10).values():
-            fut.result(timeout=15)
+    clients.delete_topics(kafka_settings, created, timeout_s=15, best_effort=False)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

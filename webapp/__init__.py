@@ -32,10 +32,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             ``WEBAPP_SECRET_KEY`` in production), with the variable to set.
     """
     from flask_wtf.csrf import CSRFProtect
-    from pymongo import MongoClient
     from werkzeug.middleware.proxy_fix import ProxyFix
 
     from fraudwatch.cards import CardTokenizer
+    from fraudwatch.clients import mongo_client
     from webapp import api, auth, console, model_health, ops
     from webapp.cli import register_commands, seed_dev_user
     from webapp.label_producer import LabelProducer
@@ -84,10 +84,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
 
     ops.configure_logging(settings.webapp_log_level)
-    client: MongoClient[dict[str, Any]] = MongoClient(
-        settings.mongodb_uri,
-        serverSelectionTimeoutMS=settings.mongodb_timeout_ms,
-        socketTimeoutMS=max(settings.mongodb_timeout_ms, 30_000),
+    client = mongo_client(
+        settings,
         connect=False,  # no I/O until the first request (safe with gunicorn --preload)
         tz_aware=True,
         appname="fraudwatch-webapp",

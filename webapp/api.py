@@ -13,10 +13,10 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from fraudwatch.vocabulary import STATUSES
 from webapp.auth import current_user, load_session_user
 from webapp.console import remember_own_write, stats_payload, validate_comment
 from webapp.dispositions import record_disposition
-from webapp.documents import STATUSES
 from webapp.model_health import model_health_answer, models_answer
 from webapp.queries import (
     LIST_PARAMS,

@@ -149,7 +149,7 @@ def list_tokens_command(user: str | None) -> None:
 @click.option("--minutes", default=90, show_default=True, help="Spread over the last N minutes.")
 def seed_demo_command(count: int, minutes: int) -> None:
     """Write synthetic alerts and minute stats through the dataflow's store code."""
-    from webapp.demo import seed_demo
+    from devtools.demo_data import seed_demo
 
     svc = _services()
     svc.ensure_indexes()

@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from webapp.documents import OUTCOMES, RULES, SEVERITIES, MinuteStats, rfc3339
+from fraudwatch.vocabulary import OUTCOMES, RULE_NAMES, SEVERITIES
+from webapp.documents import MinuteStats, rfc3339
 
 
 def minute_floor(ts: datetime) -> datetime:
@@ -34,7 +35,7 @@ def build_stats(
                 "transactions": m.transactions if m else 0,
                 "alerts": m.alerts if m else 0,
                 "late": m.late if m else 0,
-                "by_rule": {r: (m.by_rule.get(r, 0) if m else 0) for r in RULES},
+                "by_rule": {r: (m.by_rule.get(r, 0) if m else 0) for r in RULE_NAMES},
                 "by_severity": {s: (m.by_severity.get(s, 0) if m else 0) for s in SEVERITIES},
             }
         )
@@ -42,9 +43,9 @@ def build_stats(
     transactions = sum(p["transactions"] for p in series)
     alerts = sum(p["alerts"] for p in series)
     severity = {s: sum(p["by_severity"][s] for p in series) for s in SEVERITIES}
-    rules_total = {r: sum(p["by_rule"][r] for p in series) for r in RULES}
+    rules_total = {r: sum(p["by_rule"][r] for p in series) for r in RULE_NAMES}
     precision = []
-    for rule in RULES:
+    for rule in RULE_NAMES:
         counts = {o: int(outcomes.get(rule, {}).get(o, 0)) for o in OUTCOMES}
         judged = counts["confirmed_fraud"] + counts["false_positive"]
         precision.append(

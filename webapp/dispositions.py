@@ -14,7 +14,8 @@ from typing import Literal
 
 from pymongo.errors import PyMongoError
 
-from webapp.documents import STATUS_LABELS, AlertView, DispositionView
+from fraudwatch.vocabulary import STATUS_LABELS
+from webapp.documents import AlertView, DispositionView
 from webapp.labels import (
     LABEL_FOR_STATUS,
     LabelPublisher,

@@ -13,34 +13,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fraudwatch.contract import RULE_NAMES, epoch_ms
+from fraudwatch.contract import epoch_ms
 from fraudwatch.contract import queue_key as make_queue_key
 from fraudwatch.geo import haversine_km
+from fraudwatch.vocabulary import TRANSITIONS
 
 Doc = dict[str, Any]
-
-STATUSES = ("open", "investigating", "confirmed_fraud", "false_positive", "dismissed")
-SEVERITIES = ("low", "medium", "high", "critical")
-# The signal names and labels are the contract's (one vocabulary for dataflow and console).
-RULES = RULE_NAMES
-OUTCOMES = ("confirmed_fraud", "false_positive", "dismissed")
-
-# The disposition state machine: which statuses an analyst may move an alert to from each one.
-TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "open": ("investigating",),
-    "investigating": OUTCOMES,
-    "confirmed_fraud": ("investigating",),
-    "false_positive": ("investigating",),
-    "dismissed": ("investigating",),
-}
-
-STATUS_LABELS = {
-    "open": "Open",
-    "investigating": "Investigating",
-    "confirmed_fraud": "Confirmed fraud",
-    "false_positive": "False positive",
-    "dismissed": "Dismissed",
-}
 
 
 def as_utc(value: Any) -> datetime | None:

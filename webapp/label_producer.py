@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from fraudwatch.clients import producer_config
 from fraudwatch.settings import KafkaSettings
 
 KAFKA_LOGGER = "fraudwatch.webapp.kafka"
@@ -32,21 +33,21 @@ class LabelProducer:
         self.topic = topic
         self.bootstrap = settings.kafka_bootstrap_servers
         self.timeout_s = timeout_s
-        self._config: dict[str, Any] = {
-            "bootstrap.servers": settings.kafka_bootstrap_servers,
-            **settings.librdkafka_config(),
-            "client.id": "fraudwatch-webapp",
-            "acks": "all",
-            # No duplicates or reordering from librdkafka's own retries within the timeout.
-            "enable.idempotence": True,
-            # A message not acknowledged within this fails with a delivery report; the label
-            # then stays in the outbox instead of lingering in this process's memory.
-            "message.timeout.ms": max(1, round(timeout_s * 1000)),
-            "linger.ms": 5,
-            # librdkafka's connection errors go to our JSON log, not raw to stderr.
-            "logger": logging.getLogger(KAFKA_LOGGER),
-            "error_cb": self._on_error,
-        }
+        # producer_config: acks=all and idempotence, so librdkafka's own retries within the
+        # timeout neither duplicate nor reorder.
+        self._config: dict[str, Any] = producer_config(
+            settings,
+            {
+                "client.id": "fraudwatch-webapp",
+                # A message not acknowledged within this fails with a delivery report; the
+                # label then stays in the outbox instead of lingering in this process's memory.
+                "message.timeout.ms": max(1, round(timeout_s * 1000)),
+                "linger.ms": 5,
+                # librdkafka's connection errors go to our JSON log, not raw to stderr.
+                "logger": logging.getLogger(KAFKA_LOGGER),
+                "error_cb": self._on_error,
+            },
+        )
         self._client: Any = None
         self._pid = 0
         self._lock = threading.Lock()

@@ -31,7 +31,8 @@ from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
 from fraudwatch.alert_store import DISPOSITIONS
-from fraudwatch.contract import FraudLabel, LabelValue, format_ts
+from fraudwatch.contract import FraudLabel, format_ts
+from fraudwatch.vocabulary import LabelSource, LabelValue
 from webapp.documents import AlertView, as_utc
 from webapp.label_producer import LabelProducer
 
@@ -40,6 +41,7 @@ Doc = dict[str, Any]
 LABEL_OUTBOX = "label_outbox"
 # The statuses that are a verdict on the transaction, and the label each one publishes.
 LABEL_FOR_STATUS: dict[str, LabelValue] = {"confirmed_fraud": "fraud", "false_positive": "genuine"}
+LABEL_SOURCE: LabelSource = "analyst"
 # An intent whose audit entry does not exist after this long belongs to a request that died
 # before its compare-and-set (each MongoDB call of a request gives up within ~30 s).
 INTENT_GRACE = timedelta(minutes=10)
@@ -77,7 +79,7 @@ def label_for(alert: AlertView, to: str, reported_at: datetime) -> FraudLabel | 
                 "currency": alert.currency,
                 "label": value,
                 "reported_at": format_ts(reported_at),
-                "source": "analyst",
+                "source": LABEL_SOURCE,
             }
         )
     except ValidationError as exc:

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fraudwatch.cards import CardTokenizer, luhn_valid
-from webapp.documents import RULES, SEVERITIES, STATUSES
+from fraudwatch.vocabulary import RULE_NAMES, SEVERITIES, STATUSES
 
 MAX_PARAM_CHARS = 64
 _LAST4 = re.compile(r"^[0-9]{4}$")
@@ -214,7 +214,7 @@ def _enum(values: Iterable[str]) -> Callable[[str, str], str]:
 
 check_status = _enum(STATUSES)
 check_severity = _enum(SEVERITIES)
-check_rule = _enum(RULES)
+check_rule = _enum(RULE_NAMES)
 
 
 def single_values(

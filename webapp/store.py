@@ -24,10 +24,8 @@ from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
+from fraudwatch.vocabulary import OUTCOMES, STATUSES, TRANSITIONS
 from webapp.documents import (
-    OUTCOMES,
-    STATUSES,
-    TRANSITIONS,
     AlertView,
     DispositionView,
     MinuteStats,

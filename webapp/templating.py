@@ -7,14 +7,9 @@ from datetime import UTC, datetime
 from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
-from fraudwatch.contract import RULE_LABELS, epoch_ms
-from webapp.documents import (
-    RULES,
-    SEVERITIES,
-    STATUS_LABELS,
-    STATUSES,
-    rfc3339,
-)
+from fraudwatch.contract import epoch_ms
+from fraudwatch.vocabulary import RULE_LABELS, RULE_NAMES, SEVERITIES, STATUS_LABELS, STATUSES
+from webapp.documents import rfc3339
 from webapp.ops import mask_pans
 
 
@@ -77,7 +72,7 @@ def register_template_helpers(app: Flask) -> None:
         RULE_LABELS=RULE_LABELS,
         STATUSES=STATUSES,
         SEVERITIES=SEVERITIES,
-        RULES=RULES,
+        RULES=RULE_NAMES,
     )
     app.jinja_env.trim_blocks = True
     app.jinja_env.lstrip_blocks = True

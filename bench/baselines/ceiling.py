@@ -17,6 +17,7 @@ import time
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from fraudwatch.clients import consumer_config
 from fraudwatch.settings import KafkaSettings
 
 
@@ -27,12 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default="fraudwatch-bench-ceiling")
     args = parser.parse_args(argv)
     consumer = Consumer(
-        {
-            "bootstrap.servers": KafkaSettings().kafka_bootstrap_servers,
-            "group.id": args.group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        consumer_config(
+            KafkaSettings(),
+            args.group,
+            {"enable.auto.commit": False, "auto.offset.reset": "earliest"},
+        )
     )
     parts = sorted(consumer.list_topics(args.topic, timeout=30).topics[args.topic].partitions)
     ends = {

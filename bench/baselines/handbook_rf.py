@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import sys
 import time
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,8 +36,8 @@ import orjson
 
 from bench.handbook.features import FEATURE_NAMES, baseline_features
 from bench.handbook.split import Split
+from fraudwatch.vocabulary import EXCHANGE_RATES
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERT_THRESHOLD = 0.5
 # The handbook's baseline forest: scikit-learn's defaults with a fixed seed.
 FOREST_PARAMS: dict[str, Any] = {"n_estimators": 100, "max_depth": None, "random_state": 0}
@@ -54,15 +53,6 @@ class Transactions:
     customer: npt.NDArray[np.int64]
     terminal: npt.NDArray[np.int64]
     fraud: npt.NDArray[np.bool_]
-
-
-def currency_rates(rules_file: Path = REPO_ROOT / "config" / "rules.toml") -> dict[str, float]:
-    """EUR per unit of each currency, from the rule file's ``[currency.rates]``."""
-    with rules_file.open("rb") as f:
-        currency = tomllib.load(f)["currency"]
-    if currency.get("base") != "EUR":
-        raise ValueError(f"{rules_file}: expected base currency EUR, found {currency.get('base')}")
-    return {code: float(rate) for code, rate in currency["rates"].items()}
 
 
 def _ts_ms(text: str) -> int:
@@ -165,17 +155,13 @@ def write_scores(path: Path, scores: Mapping[str, float]) -> None:
 @click.option("--start", required=True, help="First day of the traffic (UTC midnight, RFC 3339).")
 @click.option("--history-days", type=click.IntRange(min=0), default=35, show_default=True)
 @click.option("--scores-out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--rules", "rules_file", type=click.Path(exists=True, path_type=Path),
-              default=REPO_ROOT / "config" / "rules.toml", show_default=True,
-              help="Where the currency rates come from.")  # fmt: skip
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True)
 def main(
-    tx_path: Path, truth_path: Path, start: str, history_days: int, scores_out: Path,
-    rules_file: Path, jobs: int,
+    tx_path: Path, truth_path: Path, start: str, history_days: int, scores_out: Path, jobs: int,
 ) -> None:  # fmt: skip
     """Train the handbook's random forest on the training week; score the test week."""
     split = Split.weeks(datetime.fromisoformat(start), history_days=history_days)
-    txns = load_transactions(tx_path, truth_path, currency_rates(rules_file))
+    txns = load_transactions(tx_path, truth_path, EXCHANGE_RATES)
     scores, seconds = score_test_week(txns, split, jobs)
     write_scores(scores_out, scores)
     summary = {"scored": len(scores), "features": list(FEATURE_NAMES), "seconds": seconds}

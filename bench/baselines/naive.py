@@ -23,8 +23,8 @@ import sys
 import time
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from pymongo import MongoClient
 
+from fraudwatch.clients import kafka_python_config, mongo_client
 from fraudwatch.settings import KafkaSettings, MongoSettings
 
 THRESHOLD = 500
@@ -39,20 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", default="fraudwatch-bench-naive")
     parser.add_argument("--max-seconds", type=float, default=None)
     args = parser.parse_args(argv)
-    bootstrap = KafkaSettings().kafka_bootstrap_servers
+    kafka = KafkaSettings()
 
     consumer = KafkaConsumer(
         args.topic,
-        bootstrap_servers=bootstrap,
-        group_id=args.group,
-        auto_offset_reset="earliest",
-        value_deserializer=lambda m: json.loads(m.decode("utf-8")),
+        **kafka_python_config(
+            kafka,
+            group_id=args.group,
+            auto_offset_reset="earliest",
+            value_deserializer=lambda m: json.loads(m.decode("utf-8")),
+        ),
     )
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap,
-        value_serializer=lambda v: json.dumps(v).encode("utf-8"),
+        **kafka_python_config(kafka, value_serializer=lambda v: json.dumps(v).encode("utf-8"))
     )
-    client: MongoClient[dict[str, object]] = MongoClient(MongoSettings().mongodb_uri)
+    client = mongo_client(MongoSettings())
     alerts = client[args.database]["alerts"]
 
     partitions = [TopicPartition(args.topic, p) for p in consumer.partitions_for_topic(args.topic)]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from dataflows.detection.features import FEATURE_NAMES
 from dataflows.detection.merchant import MerchantView
 from dataflows.detection.signals import Signal, money
-from fraudwatch.contract import SIGNAL_NAMES
+from fraudwatch.vocabulary import SIGNAL_NAMES
 
 if TYPE_CHECKING:
     from dataflows.detection.detector import CardVerdict

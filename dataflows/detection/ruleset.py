@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-SeverityName = Literal["low", "medium", "high", "critical"]
+from fraudwatch.vocabulary import BASE_CURRENCY, EXCHANGE_RATES, Severity
+
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
 
 
@@ -116,6 +117,8 @@ class Engine(_Strict):
 
 
 class Currency(_Strict):
+    """The exchange-rate table the detector prices with: the contract's, never a rule file's."""
+
     base: str = Field(pattern=r"^[A-Z]{3}$")
     rates: dict[str, float]
 
@@ -126,6 +129,9 @@ class Currency(_Strict):
         if any(r <= 0 for r in self.rates.values()):
             raise ValueError("every rate must be positive")
         return self
+
+
+CURRENCY = Currency(base=BASE_CURRENCY, rates=EXCHANGE_RATES)
 
 
 class Labels(_Strict):
@@ -150,10 +156,25 @@ class RuleSet(_Strict):
     version: str = Field(min_length=1, max_length=64)
     engine: Engine
     labels: Labels
-    currency: Currency
     score: Score
     rules: Rules
     severity: SeverityThresholds
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_rate_table(cls, data: Any) -> Any:
+        # Said plainly: "extra inputs are not permitted" would not say where the rates went.
+        if isinstance(data, dict) and "currency" in data:
+            raise ValueError(
+                "[currency] is no longer read from the rule file: the exchange rates are"
+                " fraudwatch/vocabulary.py's EXCHANGE_RATES (one table for producer and detector)"
+            )
+        return data
+
+    @property
+    def currency(self) -> Currency:
+        """The base currency and exchange rates (``fraudwatch.vocabulary``)."""
+        return CURRENCY
 
     @property
     def short_horizon_ms(self) -> int:
@@ -193,7 +214,7 @@ class RuleSet(_Strict):
     def compromised_ms(self) -> int:
         return int(self.labels.compromised_days * 86_400_000)
 
-    def severity_for(self, score: float) -> str:
+    def severity_for(self, score: float) -> Severity:
         s = self.severity
         if score >= s.critical:
             return "critical"

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import stamina
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
-from pymongo import MongoClient
 from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, ConnectionFailure, PyMongoError
 
@@ -39,6 +38,8 @@ from fraudwatch.alert_store import (
     write_alerts,
     write_stats,
 )
+from fraudwatch.clients import mongo_client
+from fraudwatch.settings import MongoSettings
 
 _log = logging.getLogger(__name__)
 _TRANSIENT = (AutoReconnect, ConnectionFailure)
@@ -50,13 +51,10 @@ class MongoUnavailable(RuntimeError):
 
 def connect(uri: str, database: str, timeout_ms: int) -> Any:
     """Open a client and check the server answers; a clear error when it does not."""
-    client: MongoClient[Doc] = MongoClient(
-        uri,
-        serverSelectionTimeoutMS=timeout_ms,
-        connectTimeoutMS=timeout_ms,
-        socketTimeoutMS=max(timeout_ms, 30_000),
-        appname="fraudwatch-dataflow",
+    settings = MongoSettings(
+        mongodb_uri=uri, mongodb_database=database, mongodb_timeout_ms=timeout_ms
     )
+    client = mongo_client(settings, appname="fraudwatch-dataflow")
     try:
         client.admin.command("ping")
     except PyMongoError as exc:

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from bench.baselines.handbook_rf import (
     Transactions,
-    currency_rates,
     load_transactions,
     main,
     score_test_week,
@@ -27,6 +26,7 @@ from bench.handbook.features import (
 )
 from bench.handbook.split import DAY_MS, Split, known_compromised
 from bench.metrics import average_precision
+from fraudwatch.vocabulary import EXCHANGE_RATES
 
 HOUR = 3_600_000
 MONDAY = int(datetime(2026, 11, 2, tzinfo=UTC).timestamp() * 1000)  # 2026-11-02 is a Monday
@@ -261,12 +261,12 @@ def test_load_transactions_converts_amounts_to_eur_and_skips_what_is_not_a_trans
 ) -> None:
     split = Split.weeks(datetime(2026, 9, 28, tzinfo=UTC))
     tx, truth = _write_files(tmp_path, split)
-    txns = load_transactions(tx, truth, currency_rates())
+    txns = load_transactions(tx, truth, EXCHANGE_RATES)
     expected = _separable(split)
     assert txns.transaction_id == expected.transaction_id
     assert np.allclose(txns.amount_eur, expected.amount_eur, atol=0.01)
     assert np.array_equal(txns.fraud, expected.fraud)
-    assert currency_rates()["EUR"] == 1.0
+    assert EXCHANGE_RATES["EUR"] == 1.0
 
 
 def test_the_command_writes_a_score_line_per_test_week_transaction(tmp_path: Path) -> None:

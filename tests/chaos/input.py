@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from fraudwatch import clients
+
 
 class InputOutOfOrder(AssertionError):
     """The topic does not hold the sent records in their per-key order."""
@@ -39,12 +41,11 @@ def read_partitions(
 ) -> dict[int, list[tuple[bytes | None, bytes]]]:
     """(key, value) of every record of every partition of ``topic``, in offset order."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"readback-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        clients.consumer_config(
+            clients.plaintext_kafka(bootstrap),
+            f"readback-{uuid.uuid4().hex}",
+            {"enable.auto.commit": False, "enable.partition.eof": True},
+        )
     )
     try:
         parts = sorted(consumer.list_topics(topic, timeout=timeout_s).topics[topic].partitions)
@@ -91,12 +92,9 @@ def ordered_producer(bootstrap: str, topic: str, timeout_s: float = 30.0) -> Pro
     leader for every partition (issue #15: a plain producer can retry a just-started broker's
     first batch behind later ones; idempotence keeps the order across retries, and a known
     leader keeps messages out of the unassigned queue)."""
+    # acks=all and idempotence: retries keep the order
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "enable.idempotence": True,  # acks=all, retries keep the order
-            "linger.ms": 5,
-        }
+        clients.producer_config(clients.plaintext_kafka(bootstrap), {"linger.ms": 5})
     )
     deadline = time.monotonic() + timeout_s
     while True:

@@ -43,7 +43,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from fraudwatch.devstack import REPO_ROOT, LocalStack, StackConfig
+from devtools.stack import REPO_ROOT, LocalStack, StackConfig
+from fraudwatch import clients
 from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitions
 from tests.integration.pipeline import (
     PipelineEnv,
@@ -162,7 +163,9 @@ def _judged(values: list[bytes]) -> int:
 def _end_offsets(bootstrap: str, topic: str, partitions: int = 3) -> dict[str, int]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "soak-watermarks"})
+    consumer = Consumer(
+        clients.consumer_config(clients.plaintext_kafka(bootstrap), "soak-watermarks")
+    )
     try:
         return {
             str(p): int(consumer.get_watermark_offsets(TopicPartition(topic, p), 30)[1])
@@ -212,7 +215,6 @@ class Soak:
     # ------------------------------------------------------------------ one run
 
     def run_one(self, n: int, fault: str) -> RunRecord:
-        import pymongo
 
         args = self.args
         seed = args.seed + n
@@ -224,7 +226,9 @@ class Soak:
         t0 = time.monotonic()
         pipe = PipelineEnv(self.stack.config.bootstrap, self.stack.config.mongodb_uri)
         rec.tag = pipe.tag
-        client: Any = pymongo.MongoClient(pipe.mongo_uri, serverSelectionTimeoutMS=10_000)
+        client: Any = clients.mongo_client(
+            clients.mongo_at(pipe.mongo_uri), serverSelectionTimeoutMS=10_000
+        )
         db = client[pipe.db]
         try:
             values = _generated(work / "tx.jsonl", args.count, args.cards, seed)

@@ -23,7 +23,8 @@ import pytest
 
 from dataflows.backtest import run_backtest
 from dataflows.detection.ruleset import load_ruleset
-from fraudwatch.devstack import REPO_ROOT
+from devtools.stack import REPO_ROOT
+from fraudwatch import clients
 from tests.chaos import scale
 from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitions
 from tests.factories import traffic
@@ -202,7 +203,6 @@ def test_resuming_from_an_offset_retention_deleted_stops_with_a_clear_error(
     pipe: PipelineEnv, tmp_path: Path
 ) -> None:
     from confluent_kafka import TopicPartition
-    from confluent_kafka.admin import AdminClient
 
     args = recovery_args(tmp_path / "recovery")
     log = tmp_path / "dataflow.log"
@@ -212,7 +212,7 @@ def test_resuming_from_an_offset_retention_deleted_stops_with_a_clear_error(
     # More input arrives while the dataflow is down, and retention deletes all of it before
     # the restart: the recovery offsets now point below each partition's log start.
     produce(pipe.bootstrap, pipe.tx, traffic(cards=30, per_card=10, start=1_764_100_000))
-    admin = AdminClient({"bootstrap.servers": pipe.bootstrap})
+    admin = clients.admin_client(pipe.kafka)
     ends = [TopicPartition(pipe.tx, p, -1) for p in range(3)]  # -1: up to the high watermark
     for fut in admin.delete_records(ends).values():
         fut.result(timeout=30)

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 
-from fraudwatch.devstack import LocalStack, StackConfig
+from devtools.stack import LocalStack, StackConfig
+from fraudwatch import clients
 from tests.chaos import scale
 from tests.chaos.input import produce_in_order
 from tests.factories import traffic
@@ -75,7 +75,7 @@ def _wait_for_input_end(pipe: PipelineEnv, count: int) -> None:
     """
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": pipe.bootstrap, "group.id": "watermarks"})
+    consumer = Consumer(clients.consumer_config(pipe.kafka, "watermarks"))
     try:
 
         def total() -> bool:
@@ -186,7 +186,9 @@ def test_a_database_outage_is_retried_reported_by_the_console_and_loses_nothing(
 
     pipe = PipelineEnv(bootstrap, private_mongo.config.mongodb_uri)
     pipe.create_topics()
-    client: Any = pymongo.MongoClient(pipe.mongo_uri, serverSelectionTimeoutMS=2000)
+    client: Any = clients.mongo_client(
+        clients.mongo_at(pipe.mongo_uri), serverSelectionTimeoutMS=2000
+    )
     db = client[pipe.db]
     values = traffic(cards=100, per_card=scale(30, 100))
     log = tmp_path / "dataflow.log"
@@ -227,7 +229,9 @@ def test_a_database_outage_beyond_the_retry_budget_exits_loudly_then_recovers(
 ) -> None:
     pipe = PipelineEnv(bootstrap, private_mongo.config.mongodb_uri)
     pipe.create_topics()
-    client: Any = pymongo.MongoClient(pipe.mongo_uri, serverSelectionTimeoutMS=2000)
+    client: Any = clients.mongo_client(
+        clients.mongo_at(pipe.mongo_uri), serverSelectionTimeoutMS=2000
+    )
     db = client[pipe.db]
     values = traffic(cards=10, per_card=8)
     log = tmp_path / "dataflow.log"

@@ -38,7 +38,8 @@ from bson import json_util
 from confluent_kafka import Producer
 from flask.testing import FlaskClient
 
-from fraudwatch.devstack import REPO_ROOT
+from devtools.stack import REPO_ROOT
+from fraudwatch import clients
 from tests.chaos import scale
 from tests.integration.pipeline import PipelineEnv, consume_all
 from tests.webapp.conftest import Clock, build_app, login, make_user
@@ -237,7 +238,7 @@ def test_no_card_number_leaves_the_input_and_dead_letter_topics(
     db["planted"].insert_one({"note": f"ref:{pan}x", "nested": [{"n": f"00{pan}99"}]})
     for where, text in mongo_documents(db):
         planted.scan("mongodb", where, text)
-    producer = Producer({"bootstrap.servers": pipe.bootstrap})
+    producer = Producer(clients.kafka_config(pipe.kafka))
     producer.produce(pipe.alerts, b"{}", pan.encode())
     assert producer.flush(30) == 0
     for i, (key, value) in enumerate(consume_all(pipe.bootstrap, pipe.alerts, timeout=60)):

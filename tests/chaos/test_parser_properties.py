@@ -158,7 +158,7 @@ def check(raw: bytes | None) -> None:
         assert raw is not None
         assert len(raw) <= MAX_MESSAGE_BYTES
         assert math.isfinite(parsed.amount)
-        assert 0 < parsed.amount <= 1_000_000_000
+        assert 0 <= parsed.amount <= 1_000_000_000  # zero-amount authorizations are valid (#11)
         assert parsed.timestamp.utcoffset() is not None
         assert luhn_valid(parsed.card_number)
 

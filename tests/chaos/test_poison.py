@@ -29,14 +29,14 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from dataflows.backtest import run_backtest
 from dataflows.detection.ruleset import load_ruleset
 from dataflows.validation import RawRecord, RecordValidator
+from devtools.stack import REPO_ROOT
+from fraudwatch import clients
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import MAX_MESSAGE_BYTES, CardEvent, format_ts
-from fraudwatch.devstack import REPO_ROOT
 from tests.chaos import scale
 from tests.chaos.corpus import CORPUS, DUPLICATE, BadRecord, corpus_txn
 from tests.integration.pipeline import (
@@ -67,15 +67,11 @@ def pipe(
     parametrized (indirect) with another count."""
     env = PipelineEnv(bootstrap, mongo_settings.mongodb_uri)
     partitions = getattr(request, "param", 3)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    topic = NewTopic(
-        env.tx,
-        num_partitions=partitions,
-        replication_factor=1,
-        config={"max.message.bytes": str(TOPIC_MAX_BYTES)},
+    clients.ensure_topics(
+        env.kafka,
+        {env.tx: partitions},
+        configs={env.tx: {"max.message.bytes": str(TOPIC_MAX_BYTES)}},
     )
-    for fut in admin.create_topics([topic], operation_timeout=30).values():
-        fut.result(timeout=30)
     env.create_topics(
         partitions
     )  # the alerts and dead-letter topics; the input topic exists already
@@ -119,14 +115,13 @@ def with_poison(valid: list[bytes]) -> tuple[list[Record], dict[int, BadRecord]]
 
 def produce_records(bootstrap: str, topic: str, records: list[Record]) -> list[tuple[int, int]]:
     """Send (key, value) pairs exactly as given; returns each one's (partition, offset)."""
+    # producer_config: acks=all and idempotence keep each partition in send order, retries
+    # included.
     producer = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "acks": "all",
-            "enable.idempotence": True,  # keeps each partition in send order, retries included
-            "linger.ms": 20,
-            "message.max.bytes": TOPIC_MAX_BYTES,
-        }
+        clients.producer_config(
+            clients.plaintext_kafka(bootstrap),
+            {"linger.ms": 20, "message.max.bytes": TOPIC_MAX_BYTES},
+        )
     )
     coords: list[tuple[Any, Any] | None] = [None] * len(records)
     errors: list[str] = []

@@ -430,7 +430,7 @@ def test_ids_are_forgotten_after_the_dedupe_horizon(ruleset: RuleSet) -> None:
 
 def test_every_signal_is_in_the_contracts_vocabulary_with_a_label() -> None:
     from dataflows.detection import signals
-    from fraudwatch.contract import RULE_LABELS, SIGNAL_NAMES
+    from fraudwatch.vocabulary import RULE_LABELS, SIGNAL_NAMES
 
     names = {f.__name__ for f in (*signals.CARD_SIGNALS, *signals.MERCHANT_SIGNALS)}
     assert names == set(SIGNAL_NAMES)

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pymongo
 import pytest
 
-from fraudwatch.devstack import LocalStack, StackConfig
+from devtools.stack import LocalStack, StackConfig
+from fraudwatch import clients
 
 
 def _free_port() -> int:
@@ -25,7 +25,9 @@ def _server(tmp: Path, variant: str) -> Iterator[Any]:
     config = StackConfig(data_dir=tmp / variant, mongo_port=_free_port(), ferretdb_variant=variant)
     stack = LocalStack(config)
     started = stack.up(kafka=False, mongo=True)
-    client: Any = pymongo.MongoClient(config.mongodb_uri, serverSelectionTimeoutMS=10_000)
+    client: Any = clients.mongo_client(
+        clients.mongo_at(config.mongodb_uri), serverSelectionTimeoutMS=10_000
+    )
     try:
         yield client
     finally:

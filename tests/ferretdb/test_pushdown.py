@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 from bson import ObjectId
-from pymongo import MongoClient, monitoring
+from pymongo import monitoring
 
+from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
+from fraudwatch import clients
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
 from fraudwatch.cards import CardTokenizer
-from webapp.demo import MERCHANTS, demo_pan, make_alert_doc
 from webapp.queries import AlertQuery, CardFilter, Cursor
 from webapp.store import AlertStore
 
@@ -156,7 +157,8 @@ def console_commands(patched_server: Any, seeded: list[Doc]) -> list[Doc]:
     """Every read the console's store makes for its views, as sent to the server."""
     recorder = _Recorder()
     address = patched_server.address
-    client: Any = MongoClient(f"mongodb://{address[0]}:{address[1]}", event_listeners=[recorder])
+    uri = f"mongodb://{address[0]}:{address[1]}"
+    client: Any = clients.mongo_client(clients.mongo_at(uri), event_listeners=[recorder])
     store = AlertStore(client["clean"], queue_window=timedelta(days=7))
     token = seeded[0]["card_token"]
     last4 = seeded[3]["card_last4"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +22,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from dataflows.backtest import run_backtest
 from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
-from fraudwatch.devstack import REPO_ROOT, ensure_topics
+from devtools.stack import REPO_ROOT
+from fraudwatch import clients
+from fraudwatch.settings import KafkaSettings
 from tests.chaos.input import ordered_producer
 
 TOKEN_KEY = "integration-test-token-key"
@@ -108,9 +109,13 @@ class PipelineEnv:
     def db(self) -> str:
         return f"it{self.tag}"
 
+    @property
+    def kafka(self) -> KafkaSettings:
+        return clients.plaintext_kafka(self.bootstrap)
+
     def create_topics(self, partitions: int = 3) -> None:
-        ensure_topics(
-            self.bootstrap,
+        clients.ensure_topics(
+            self.kafka,
             {
                 self.tx: partitions,
                 self.alerts: 3,
@@ -122,13 +127,8 @@ class PipelineEnv:
         )
 
     def delete_topics(self) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
         topics = [self.tx, self.alerts, self.dlq, self.labels, self.scores, self.features]
-        for fut in admin.delete_topics(topics).values():
-            with contextlib.suppress(Exception):  # best-effort cleanup of a scratch topic
-                fut.result(timeout=15)
+        clients.delete_topics(self.kafka, topics, timeout_s=15)  # best effort: scratch topics
 
     def env(self, **extra: str) -> dict[str, str]:
         return {
@@ -209,17 +209,15 @@ def consume_all(
     bootstrap: str, topic: str, timeout: float = 20
 ) -> list[tuple[bytes | None, bytes]]:
     """Every message currently in ``topic`` (all partitions), read to the end."""
-    from confluent_kafka.admin import AdminClient
-
-    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=10)
+    kafka = clients.plaintext_kafka(bootstrap)
+    md = clients.admin_client(kafka).list_topics(topic, timeout=10)
     parts = list(md.topics[topic].partitions)
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"read-{uuid.uuid4().hex}",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
+        clients.consumer_config(
+            kafka,
+            f"read-{uuid.uuid4().hex}",
+            {"enable.partition.eof": True, "enable.auto.commit": False},
+        )
     )
     consumer.assign([TopicPartition(topic, p, 0) for p in parts])
     out: list[tuple[bytes | None, bytes]] = []

@@ -26,8 +26,8 @@ from dataflows.detection.policy import operating_point_doc
 from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from dataflows.detection.training import DAY_MS, Decision, Trainer
 from dataflows.settings import LearningSettings
+from devtools.stack import REPO_ROOT
 from fraudwatch.contract import epoch_ms, format_ts
-from fraudwatch.devstack import REPO_ROOT
 from tests.integration.pipeline import (
     TOKEN_KEY,
     PipelineEnv,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fraudwatch.devstack import TOPICS, LocalStack, StackConfig, StackError, _pid_alive
+from devtools.stack import TOPICS, LocalStack, StackConfig, StackError, _pid_alive
+from fraudwatch import clients
 from tests.integration.pipeline import free_port
 
 
@@ -18,7 +19,10 @@ def test_kafka_round_trip_keeps_order_and_keys(bootstrap: str, make_topic) -> No
     from kafka import KafkaProducer
 
     topic = make_topic("t-roundtrip-" + str(time.time_ns()), partitions=3)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="lz4")
+    kafka = clients.plaintext_kafka(bootstrap)
+    producer = KafkaProducer(
+        **clients.kafka_python_config(kafka, acks="all", compression_type="lz4")
+    )
     sent = [(f"acct-{i % 5}", {"n": i}) for i in range(300)]
     for key, value in sent:
         producer.send(topic, key=key.encode(), value=json.dumps(value).encode())
@@ -26,12 +30,9 @@ def test_kafka_round_trip_keeps_order_and_keys(bootstrap: str, make_topic) -> No
     producer.close()
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": topic,
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": False,
-        }
+        clients.consumer_config(
+            kafka, topic, {"auto.offset.reset": "earliest", "enable.partition.eof": False}
+        )
     )
     consumer.subscribe([topic])
     got: list[tuple[str, dict, int]] = []
@@ -55,9 +56,9 @@ def test_kafka_round_trip_keeps_order_and_keys(bootstrap: str, make_topic) -> No
 
 
 def test_project_topics_exist_with_their_partition_counts(bootstrap: str) -> None:
-    from confluent_kafka.admin import AdminClient
 
-    topics = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).topics
+    kafka = clients.plaintext_kafka(bootstrap)
+    topics = clients.admin_client(kafka).list_topics(timeout=10).topics
     for name, partitions in TOPICS.items():
         assert name in topics, f"{name} missing: `make up` creates it"
         assert len(topics[name].partitions) == partitions
@@ -66,7 +67,9 @@ def test_project_topics_exist_with_their_partition_counts(bootstrap: str) -> Non
 def test_auto_create_of_topics_is_off(bootstrap: str) -> None:
     from confluent_kafka import KafkaException, Producer
 
-    producer = Producer({"bootstrap.servers": bootstrap, "message.timeout.ms": 3000})
+    producer = Producer(
+        clients.kafka_config(clients.plaintext_kafka(bootstrap), {"message.timeout.ms": 3000})
+    )
     errors: list[str] = []
     try:
         producer.produce(

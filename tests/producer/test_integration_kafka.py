@@ -20,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 from kafka.partitioner.default import murmur2
 
+from fraudwatch import clients
 from fraudwatch.contract import InvalidTransaction, parse_label, parse_transaction
 from fraudwatch.settings import KafkaSettings
 from producer.cli import main
@@ -39,12 +40,11 @@ def consume(bootstrap: str, topic: str, expected: int, timeout_s: float = 30.0) 
     from confluent_kafka import Consumer
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
+        clients.consumer_config(
+            clients.plaintext_kafka(bootstrap),
+            f"test-{uuid.uuid4().hex}",
+            {"auto.offset.reset": "earliest", "enable.auto.commit": False},
+        )
     )
     consumer.subscribe([topic])
     messages: list[Message] = []

@@ -6,9 +6,11 @@ import statistics
 
 import pytest
 
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from fraudwatch.cards import luhn_valid
 from fraudwatch.geo import haversine_km
-from producer.geo import CITIES, COUNTRIES, EUR_RATES
+from fraudwatch.vocabulary import EXCHANGE_RATES
+from producer.geo import CITIES, COUNTRIES, units_per_eur
 from producer.population import Population, build_population
 
 
@@ -84,7 +86,7 @@ def test_merchants_carry_valid_mccs_names_and_local_currencies(population: Popul
         assert len(m.mcc) == 4
         assert m.mcc.isdigit()
         assert 0 < len(m.name) <= 200
-        assert m.currency in EUR_RATES
+        assert m.currency in EXCHANGE_RATES
         assert m.currency == COUNTRIES[m.country].currency
     online = [m for m in population.merchants if m.online]
     assert 0.1 < len(online) / len(population.merchants) < 0.25
@@ -108,12 +110,13 @@ def test_too_small_a_population_is_refused(cards: int, merchants: int) -> None:
         build_population(1, cards, merchants)
 
 
-def test_every_currency_can_be_converted_by_the_rule_set_at_about_our_rate() -> None:
+def test_every_price_converts_back_exactly_with_the_detectors_rates() -> None:
+    # One table (fraudwatch.vocabulary): the producer prices with it, the detector converts
+    # back with it, and the rule file keeps no rates of its own that could drift.
     import tomllib
-    from pathlib import Path
 
-    rules = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
-    rates = tomllib.loads(rules.read_text())["currency"]["rates"]  # base units per unit
-    for currency, per_eur in EUR_RATES.items():
+    assert "currency" not in tomllib.loads(DEFAULT_RULES_FILE.read_text())
+    rates = load_ruleset().currency.rates  # base units per unit
+    for currency in sorted({c.currency for c in COUNTRIES.values()}):
         assert currency in rates, f"{currency} would be dead-lettered as unsupported_currency"
-        assert 1 / per_eur == pytest.approx(rates[currency], rel=0.05), currency
+        assert units_per_eur(currency) * rates[currency] == pytest.approx(1.0, rel=1e-12)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from fraudwatch.geo import haversine_km
-from producer.geo import EUR_RATES
+from producer.geo import units_per_eur
 from producer.population import Population
 from producer.records import CardState, Planned
 from producer.scenarios import (
@@ -63,7 +63,7 @@ def _plans(
 
 
 def _eur(p: Planned) -> float:
-    return p.amount / EUR_RATES[p.merchant.currency]
+    return p.amount / units_per_eur(p.merchant.currency)
 
 
 def _fraud(plan: Plan) -> Plan:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from fraudwatch.contract import format_ts, parse_transaction
 from fraudwatch.geo import haversine_km
-from producer.geo import CITIES, EUR_RATES
+from producer.geo import CITIES, units_per_eur
 from producer.population import Population
 from producer.records import MALFORMED, Record
 from producer.scenarios import SCENARIO_NAMES
@@ -122,7 +122,8 @@ def test_most_activity_happens_by_local_day(population: Population, make_records
 
 def test_amounts_are_right_skewed_like_log_normal_spend(make_records: Make) -> None:
     eur = [
-        float(t["amount"]) / EUR_RATES[str(t["currency"])] for t in _genuine(make_records(20_000))
+        float(t["amount"]) / units_per_eur(str(t["currency"]))
+        for t in _genuine(make_records(20_000))
     ]
     median, mean = statistics.median(eur), statistics.mean(eur)
     assert 10 < median < 80

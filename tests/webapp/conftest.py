@@ -16,11 +16,11 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import epoch_ms, queue_key
 from webapp import create_app
-from webapp.demo import MERCHANTS, demo_pan, make_alert_doc
 from webapp.settings import WebappSettings
 
 PASSWORD = "correct horse battery staple"

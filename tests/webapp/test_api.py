@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from devtools.demo_data import demo_pan
 from fraudwatch.alert_store import ALERT_STATS, write_stats
-from webapp.demo import demo_pan
 
 from .conftest import PASSWORD, build_app, make_user
 

@@ -9,8 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from devtools.demo_data import demo_pan
 from fraudwatch.alert_store import ALERTS, DISPOSITIONS, write_alerts
-from webapp.demo import demo_pan
 
 from .conftest import csrf_from, disposition
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from devtools.demo_data import demo_pan
 from fraudwatch.alert_store import ALERTS, DISPOSITIONS, ensure_indexes
 from fraudwatch.contract import FraudLabel, format_ts, parse_label
 from tests.integration.pipeline import consume_all, free_port
-from webapp.demo import demo_pan
 from webapp.dispositions import record_disposition
 from webapp.documents import AlertView
 from webapp.labels import LABEL_OUTBOX, OutboxEntry, label_for

@@ -12,10 +12,10 @@ import pytest
 from flask.testing import FlaskClient
 from pymongo.errors import ExecutionTimeout
 
+from devtools.demo_data import make_alert_doc
 from fraudwatch.alert_store import ALERTS, ensure_indexes
 from fraudwatch.cards import CardTokenizer
 from tests.webapp.conftest import TOKEN_KEY, Clock, build_app
-from webapp.demo import make_alert_doc
 from webapp.queries import AlertQuery
 from webapp.store import AlertStore
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from devtools.demo_data import demo_pan
 from fraudwatch.contract import epoch_ms, queue_key
-from webapp.demo import demo_pan
 
 pytestmark = pytest.mark.integration
 

@@ -11,14 +11,14 @@ from collections import Counter
 from datetime import timedelta
 from typing import Any
 
-import pymongo
 import pytest
 from flask import Flask
 from pymongo import monitoring
 
+from fraudwatch import clients
 from fraudwatch.alert_store import ALERTS, ensure_indexes
+from fraudwatch.vocabulary import STATUSES
 from tests.webapp.conftest import Clock, build_app, login, make_user
-from webapp.documents import STATUSES
 from webapp.queries import AlertQuery
 from webapp.read_cache import ReadCache, reads_not_before
 from webapp.store import AlertStore
@@ -59,11 +59,9 @@ class CommandCounter(monitoring.CommandListener):
 def counted(mongo_db: Any) -> Any:
     """``(store factory, command counter)`` on the test's database through a counting client."""
     counter = CommandCounter()
-    client: Any = pymongo.MongoClient(
-        mongo_db.client.address[0],
-        mongo_db.client.address[1],
-        event_listeners=[counter],
-        tz_aware=True,
+    host, port = mongo_db.client.address
+    client: Any = clients.mongo_client(
+        clients.mongo_at(f"mongodb://{host}:{port}"), event_listeners=[counter], tz_aware=True
     )
     ensure_indexes(mongo_db)
     cache_clock = FakeClock()

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from webapp.demo import demo_pan
+from devtools.demo_data import demo_pan
 from webapp.ops import ACCESS_LOGGER, JsonFormatter
 
 from .conftest import build_app, csrf_from, login, make_user

@@ -33,9 +33,9 @@ from werkzeug.serving import make_server
 from werkzeug.test import TestResponse
 
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, minute_id
+from fraudwatch.vocabulary import TRANSITIONS
 from webapp.api import API_LIST_PARAMS, DispositionRequest
 from webapp.console import POLL_PARAMS
-from webapp.documents import TRANSITIONS
 from webapp.model_registry import MODEL_HEALTH, MODELS
 from webapp.ops import SECURITY_HEADERS
 from webapp.queries import LIST_PARAMS

@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fraudwatch.devstack import REPO_ROOT, LocalStack, StackError, _external
+from devtools.stack import REPO_ROOT, LocalStack, StackError, _external
 from fraudwatch.settings import KafkaSettings, MongoSettings
 
 RUN_DIR = REPO_ROOT / ".stack" / "run"

@@ -1,5 +1,5 @@
-"""Synthetic alerts built with the shared contract (``Alert.to_mongo_doc``), for the demo
-command, the browser tests' screenshots and the query bench.
+"""Synthetic alerts built with the shared contract (``Alert.to_mongo_doc``), for the console's
+``seed-demo`` command, the web and browser tests and the query benchmarks.
 
 They are written with the dataflow's own store code (``write_alerts``, ``write_stats``),
 so the documents have exactly the shape the dataflow produces, plus ``evidence_txns``.

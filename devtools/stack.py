@@ -8,8 +8,8 @@ start private instances and never touch the shared one.
 
 Usage::
 
-    python -m fraudwatch.devstack up|down|status|clean [--data-dir D] [--kafka-port P] ...
-    python -m fraudwatch.devstack with-stack -- CMD ...   # stack up, run CMD, stop what we started
+    python -m devtools.stack up|down|status|clean [--data-dir D] [--kafka-port P] ...
+    python -m devtools.stack with-stack -- CMD ...   # stack up, run CMD, stop what we started
 """
 
 from __future__ import annotations
@@ -28,6 +28,15 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fraudwatch.clients import (
+    TOPICS,
+    TopicSetupError,
+    admin_client,
+    ensure_topics,
+    mongo_at,
+    mongo_client,
+    plaintext_kafka,
+)
 from fraudwatch.settings import LOCAL_KAFKA, LOCAL_MONGODB, KafkaSettings, MongoSettings
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -43,23 +52,6 @@ FERRETDB_PATCH = "fw4"
 # The "upstream" variant gets only this patch (it changes no query result): the differential
 # test compares the full patch set against it.
 FERRETDB_UPSTREAM_PATCHES = ("0001-leak-tracker-logs-instead-of-panicking.patch",)
-
-# name -> partitions. Same list as compose.yaml's topic-init service.
-TOPICS: dict[str, int] = {
-    "payment-transactions": 3,
-    "fraud-alerts": 3,
-    "payment-transactions-dlq": 1,
-    "fraud-labels": 3,
-    "fraud-scores": 3,
-    # One partition: the trainer reads the feature log in the order the dataflow wrote it.
-    "fraud-features": 1,
-}
-# Topic settings that differ from the broker's defaults (compose.yaml sets the same).
-TOPIC_CONFIGS: dict[str, dict[str, str]] = {
-    # The trainer re-reads the feature log after a restart: keep the training window (14 d)
-    # + the label delay (7 d) + a margin.
-    "fraud-features": {"retention.ms": str(30 * 86_400_000)},
-}
 
 
 class StackError(RuntimeError):
@@ -430,7 +422,10 @@ class LocalStack:
 
     def create_topics(self) -> None:
         """Create the topics if missing; an existing topic with fewer partitions is an error."""
-        ensure_topics(self.config.bootstrap, self.config.topics)
+        try:
+            ensure_topics(plaintext_kafka(self.config.bootstrap), self.config.topics)
+        except TopicSetupError as exc:
+            raise StackError(str(exc)) from exc
 
     def up(self, kafka: bool = True, mongo: bool = True) -> list[str]:
         """Build what is missing, start what is not running, create topics.
@@ -501,48 +496,17 @@ def _kafka_cluster_id() -> str:
 
 
 def _kafka_ready(bootstrap: str) -> bool:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": bootstrap, "socket.timeout.ms": 2000})
+    admin = admin_client(plaintext_kafka(bootstrap), {"socket.timeout.ms": 2000})
     md = admin.list_topics(timeout=2)
     return bool(md.brokers)
 
 
 def _mongo_ready(uri: str) -> bool:
-    import pymongo
-
-    client: pymongo.MongoClient[dict[str, object]]
-    with pymongo.MongoClient(uri, serverSelectionTimeoutMS=1000, connectTimeoutMS=1000) as client:
+    with mongo_client(
+        mongo_at(uri), serverSelectionTimeoutMS=1000, connectTimeoutMS=1000
+    ) as client:
         client.admin.command("ping")
     return True
-
-
-def ensure_topics(bootstrap: str, topics: dict[str, int], timeout_s: float = 30.0) -> None:
-    """Create ``topics`` (name -> partitions) idempotently on the broker at ``bootstrap``."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
-
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=timeout_s).topics
-    missing = [
-        NewTopic(t, num_partitions=n, replication_factor=1, config=TOPIC_CONFIGS.get(t, {}))
-        for t, n in topics.items()
-    ]
-    missing = [t for t in missing if t.topic not in existing]
-    for name, partitions in topics.items():
-        if name in existing and len(existing[name].partitions) < partitions:
-            raise StackError(
-                f"topic {name} exists with {len(existing[name].partitions)} partitions, "
-                f"expected {partitions}; `make clean-stack` resets local data"
-            )
-    if not missing:
-        return
-    for name, fut in admin.create_topics(missing, operation_timeout=timeout_s).items():
-        try:
-            fut.result(timeout=timeout_s)
-        except KafkaException as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise StackError(f"could not create topic {name}: {exc}") from exc
 
 
 @contextlib.contextmanager
@@ -570,7 +534,7 @@ def _external(kafka: KafkaSettings, mongo: MongoSettings) -> tuple[bool, bool]:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m fraudwatch.devstack", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__)
     p.add_argument("command", choices=["up", "down", "status", "clean", "build", "with-stack"])
     p.add_argument("--data-dir", type=Path, default=StackConfig.data_dir)
     p.add_argument("--build-dir", type=Path, default=StackConfig.build_dir)
@@ -582,7 +546,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m fraudwatch.devstack`` / ``fraudwatch-stack``."""
+    """Entry point of ``python -m devtools.stack`` / ``fraudwatch-stack``."""
     args = _parse(argv)
     config = StackConfig(
         data_dir=args.data_dir.resolve(),

@@ -21,8 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import islice
 
+from fraudwatch.clients import TopicSetupError, delete_topics, ensure_topics
 from fraudwatch.settings import KafkaSettings
-from producer.errors import BrokerUnreachable
+from producer.errors import BrokerUnreachable, ProducerError
 from producer.kafka_sink import KafkaSink, NullSink
 from producer.population import build_population
 from producer.runner import EventTimePacer, Limits, run
@@ -138,35 +139,18 @@ def run_benchmarks(
         _log.info("%s", m.line())
         raw.close()
     finally:
-        _delete_topic(settings, topic)
+        delete_topics(settings, [topic], best_effort=False)
     return results
 
 
 def _create_topic(settings: KafkaSettings, topic: str, partitions: int) -> None:
-    from kafka.admin import KafkaAdminClient, NewTopic
-    from kafka.errors import KafkaError
+    from confluent_kafka import KafkaException
 
     try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_list, **settings.kafka_python_config()
-        )
-    except KafkaError as exc:
+        ensure_topics(settings, {topic: partitions})
+    except KafkaException as exc:
         raise BrokerUnreachable(
             f"Kafka is not reachable at {settings.kafka_bootstrap_servers} ({exc})"
         ) from None
-    try:
-        admin.create_topics([NewTopic(topic, partitions, 1)])
-    finally:
-        admin.close()
-
-
-def _delete_topic(settings: KafkaSettings, topic: str) -> None:
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_list, **settings.kafka_python_config()
-    )
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
+    except TopicSetupError as exc:
+        raise ProducerError(str(exc)) from None
