@@ -25,8 +25,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSource, run_main
 
-from dataflows.edge import RawRecord
-from dataflows.fraud import Sinks, build_flow
+from dataflows.fraud import RawRecord, Sinks, build_flow
 from dataflows.settings import DataflowSettings
 
 

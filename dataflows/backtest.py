@@ -29,24 +29,26 @@ from dataflows.detection.featurelog import Sampler
 from dataflows.detection.features import features
 from dataflows.detection.merchant import MerchantBook, MerchantView
 from dataflows.detection.policy import operating_point_doc
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.training import Decision, Trainer, day_of
-from dataflows.edge import Edge, RawRecord
-from dataflows.ruleset import RuleSet, load_ruleset
 from dataflows.settings import DataflowSettings
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import CardEvent, LabelEvent
 
 _BATCH = 2000
 
 
-def read_labels(lines: Iterable[bytes], edge: Edge, dead: Counter[str]) -> list[LabelEvent]:
+def read_labels(
+    lines: Iterable[bytes], validator: RecordValidator, dead: Counter[str]
+) -> list[LabelEvent]:
     """Valid labels of a file, ordered by reported time (invalid ones counted in ``dead``)."""
     out = []
     for number, line in enumerate(lines, start=1):
         raw = line.rstrip(b"\r\n")
         if not raw.strip():
             continue
-        item = edge.to_label(RawRecord("labels", 0, number, None, raw))
+        item = validator.to_label(RawRecord("labels", 0, number, None, raw))
         if isinstance(item, LabelEvent):
             out.append(item)
         else:
@@ -107,11 +109,11 @@ def run_backtest(
     ``on_judged`` sees each transaction's card verdict and merchant view with its outcome
     (for ``--features-out``); ``learning`` retrains on the way (``--learn``).
     """
-    edge = Edge(CardTokenizer(token_key), set(ruleset.currency.rates))
+    validator = RecordValidator(CardTokenizer(token_key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
     cards = CardBook(detector)
     merchants = MerchantBook(ruleset.labels.label_delay_days)
-    pending = read_labels(labels, edge, dead)
+    pending = read_labels(labels, validator, dead)
     next_label = 0
     batch: list[CardEvent] = []
 
@@ -136,7 +138,7 @@ def run_backtest(
         raw = line.rstrip(b"\r\n")
         if not raw.strip():
             continue
-        item = edge.to_event(RawRecord("file", 0, number, None, raw))
+        item = validator.to_event(RawRecord("file", 0, number, None, raw))
         if not isinstance(item, CardEvent):
             dead[item.reason] += 1
             continue

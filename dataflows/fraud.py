@@ -23,6 +23,9 @@ card lives on one input partition); the merchant stage's view of a transaction d
 on the order in which it gets them (docs/detection.md). ``validate`` groups each input batch's
 valid transactions by card shard, and ``by_merchant`` regroups the verdicts by merchant shard,
 so the runtime moves one item per shard and batch rather than one per transaction.
+``split_valid`` and ``split_labels`` are ``split_dead_letters`` composites
+(``dataflows.steps.dead_letters``): the valid items come out on ``oks``, the dead letters on
+``errs``.
 
 The module only wires: ``build_flow(settings, ...)`` takes its sources and sinks so tests can
 swap them; ``flow`` is built lazily from the environment when Bytewax asks for it.
@@ -32,34 +35,42 @@ from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import bytewax.operators as op
 import orjson
-from bytewax.dataflow import Dataflow, Stream
+from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
-from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.operators import KeyedStream
 from bytewax.outputs import Sink
 from bytewax.testing import TestingSource
 
-from dataflows import metrics
-from dataflows.detection.cardbook import BookSnapshot, CardBook, CardItem, shard_of
+from dataflows.detection.cardbook import BookSnapshot, CardItem, shard_of
 from dataflows.detection.detector import CardVerdict, Detector, Judged, Outcome
 from dataflows.detection.featurelog import Sampler
 from dataflows.detection.featurelog import encode as encode_row
-from dataflows.detection.merchant import MerchantBook, MerchantSnapshot
+from dataflows.detection.merchant import MerchantSnapshot
 from dataflows.detection.policy import PolicyBook
-from dataflows.edge import Edge, RawRecord
-from dataflows.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
-from dataflows.model_store import ModelStore
-from dataflows.mongo_io import MongoUpsertSink, connect
-from dataflows.ruleset import RuleSet, load_ruleset
+from dataflows.detection.ruleset import RuleSet, load_ruleset
+from dataflows.io import prometheus
+from dataflows.io.kafka_io import CheckedKafkaSink, OutMessage, TransactionSource
+from dataflows.io.model_store import ModelStore
+from dataflows.io.mongo_io import AlertStoreSink, connect
 from dataflows.settings import DataflowSettings
-from dataflows.stats import MinuteStatsLogic, StatsDelta, stats_delta
+from dataflows.steps.dead_letters import split_dead_letters
+from dataflows.steps.minute_stats import MinuteStatsLogic, StatsDelta, stats_delta
+from dataflows.steps.policy_refresh import PolicyRefresh
+from dataflows.steps.shards import (
+    CardShardLogic,
+    MerchantItem,
+    MerchantShardLogic,
+    PartitionWatermarks,
+    merchant_shard_of,
+)
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.alert_store import ALERT_STATS, ALERTS
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import Alert, CardEvent, DeadLetter, LabelEvent, format_ts
@@ -102,161 +113,6 @@ STEP_IDS = (
 )
 
 T = TypeVar("T")
-V_in = TypeVar("V_in")
-V_out = TypeVar("V_out")
-S = TypeVar("S")
-S_co = TypeVar("S_co", covariant=True)
-
-
-@dataclass
-class PartitionWatermarks:
-    """Newest event time seen per input partition, in this process.
-
-    A card lives on one partition (messages are keyed by account), so its next event cannot be
-    older than this minus the allowed lateness; that is what makes eviction safe (see
-    ``CardBook.evict``). One object per built flow, shared by its card shards.
-    """
-
-    marks: dict[int, int] = field(default_factory=dict)
-
-    def see(self, items: list[CardItem]) -> None:
-        marks = self.marks
-        for e in items:
-            if isinstance(e, LabelEvent):
-                continue
-            wm = marks.get(e.partition)
-            if wm is None or e.ts > wm:
-                marks[e.partition] = e.ts
-
-
-def merchant_shard_of(merchant_id: str, shards: int) -> int:
-    """The shard of a merchant: a stable hash of its id (the same in every process)."""
-    return zlib.crc32(merchant_id.encode()) % shards
-
-
-class Book(Protocol[S_co]):
-    """What a shard's book offers the Bytewax wrapper: its size and a snapshot."""
-
-    def __len__(self) -> int: ...
-    def snapshot(self) -> S_co: ...
-
-
-class ShardLogic(StatefulBatchLogic[V_in, V_out, S]):
-    """A shard's book inside Bytewax: every ``eviction_every`` (wall clock) its idle entries
-    are evicted (``evict_idle``), and a shard left empty is discarded."""
-
-    __slots__ = ("book", "check_at", "eviction_every")
-
-    def __init__(self, book: Book[S], eviction_every: timedelta) -> None:
-        self.book = book
-        self.eviction_every = eviction_every
-        self.check_at = datetime.now(UTC) + eviction_every
-
-    def evict_idle(self) -> None:
-        raise NotImplementedError
-
-    def on_notify(self) -> tuple[list[V_out], bool]:
-        self.evict_idle()
-        if not self.book:
-            return [], StatefulBatchLogic.DISCARD
-        self.check_at = datetime.now(UTC) + self.eviction_every
-        return [], StatefulBatchLogic.RETAIN
-
-    def notify_at(self) -> datetime | None:
-        return self.check_at
-
-    def snapshot(self) -> S:
-        return self.book.snapshot()
-
-
-class CardShardLogic(ShardLogic[list[CardItem], list[CardVerdict], BookSnapshot]):
-    """One shard's cards inside Bytewax: card signals, labels, eviction of idle cards."""
-
-    __slots__ = ("cards", "horizon_ms", "watermarks")
-
-    def __init__(
-        self,
-        detector: Detector,
-        resume: BookSnapshot | None,
-        eviction_every: timedelta,
-        watermarks: PartitionWatermarks,
-    ) -> None:
-        self.cards = CardBook(detector, resume)
-        super().__init__(self.cards, eviction_every)
-        self.horizon_ms = detector.ruleset.eviction_horizon_ms
-        self.watermarks = watermarks
-
-    def on_batch(self, values: list[list[CardItem]]) -> tuple[list[list[CardVerdict]], bool]:
-        judge = self.cards.judge
-        see = self.watermarks.see
-        out = []
-        for items in values:
-            out.append(judge(items))
-            see(items)
-        return out, StatefulBatchLogic.RETAIN
-
-    def evict_idle(self) -> None:
-        evicted = self.cards.evict(self.watermarks.marks, self.horizon_ms)
-        if evicted:
-            metrics.CARDS_EVICTED.inc(evicted)
-
-
-MerchantItem = CardVerdict | LabelEvent
-
-
-class MerchantShardLogic(ShardLogic[list[MerchantItem], list[Judged], MerchantSnapshot]):
-    """One shard's merchants: learned merchant risk, each transaction's merchant signals and
-    feature row (scoring needs no state: the ``score`` step does it for all shards at once)."""
-
-    __slots__ = ("detector", "merchants", "newest_ts")
-
-    def __init__(
-        self, detector: Detector, resume: MerchantSnapshot | None, eviction_every: timedelta
-    ) -> None:
-        self.detector = detector
-        self.merchants = MerchantBook(detector.ruleset.labels.label_delay_days, resume)
-        super().__init__(self.merchants, eviction_every)
-        self.newest_ts = -1
-
-    def on_batch(self, values: list[list[MerchantItem]]) -> tuple[list[list[Judged]], bool]:
-        observe = self.merchants.observe
-        judge = self.detector.judge_merchant
-        out = []
-        for items in values:
-            viewed = observe(items)
-            if viewed:
-                self.newest_ts = max(self.newest_ts, *(v.event.ts for v, _ in viewed))
-                out.append([judge(v, view) for v, view in viewed])
-        return out, StatefulBatchLogic.RETAIN
-
-    def evict_idle(self) -> None:
-        if self.newest_ts >= 0:
-            self.merchants.evict(self.newest_ts)
-
-
-class PolicyRefresh:
-    """Looks for new operating points (``dataflows.model_store``) at most every ``every_s``
-    seconds of wall clock, between batches; one per worker, shared by its merchant shards."""
-
-    def __init__(
-        self, book: PolicyBook, source: Callable[[PolicyBook], int] | None, every_s: float
-    ) -> None:
-        self.book = book
-        self.source = source
-        self.every_s = every_s
-        self.next_at = 0.0
-
-    def maybe_refresh(self) -> None:
-        if self.source is None:
-            return
-        now = time.monotonic()
-        if now >= self.next_at:
-            self.next_at = now + self.every_s
-            if self.source(self.book):
-                metrics.MODEL_INFO.info(
-                    {"version": self.book.newest.version, "day": self.book.newest.day}
-                )
-                metrics.ALERT_THRESHOLD.set(self.book.newest.threshold)
 
 
 @dataclass(frozen=True)
@@ -264,7 +120,7 @@ class Sinks:
     """Where the dataflow writes; tests pass ``TestingSink``s."""
 
     alerts_kafka: Sink[OutMessage]
-    # (routing key, document): the MongoDB sinks are partitioned (see dataflows.mongo_io).
+    # (routing key, document): the MongoDB sinks are partitioned (see dataflows.io.mongo_io).
     alerts_mongo: Sink[tuple[str, dict[str, Any]]]
     stats_mongo: Sink[tuple[str, dict[str, Any]]]
     dlq: Sink[OutMessage]
@@ -293,18 +149,18 @@ def real_sinks(settings: DataflowSettings) -> Sinks:
             topic,
             extra_config=settings.librdkafka_config(),
             flush_timeout_s=settings.fraud_flush_timeout_s,
-            on_retry=metrics.SINK_RETRIES.labels(topic).inc,
+            on_retry=prometheus.SINK_RETRIES.labels(topic).inc,
         )
 
-    def mongo(collection: str) -> MongoUpsertSink:
-        return MongoUpsertSink(
+    def mongo(collection: str) -> AlertStoreSink:
+        return AlertStoreSink(
             settings.mongodb_uri,
             settings.mongodb_database,
             collection,
             timeout_ms=settings.mongodb_timeout_ms,
             attempts=settings.fraud_mongo_attempts,
             retry_timeout_s=settings.fraud_mongo_retry_timeout_s,
-            on_retry=metrics.SINK_RETRIES.labels(collection).inc,
+            on_retry=prometheus.SINK_RETRIES.labels(collection).inc,
         )
 
     return Sinks(
@@ -324,19 +180,19 @@ def registry_source(settings: DataflowSettings) -> Callable[[PolicyBook], int]:
 
 
 def _dead_letter_message(d: DeadLetter) -> OutMessage:
-    metrics.DEAD_LETTERED.labels(d.reason).inc()
+    prometheus.DEAD_LETTERED.labels(d.reason).inc()
     return OutMessage(key=None, value=orjson.dumps(d.to_json_dict()))
 
 
 def _alert_of(o: Outcome) -> Alert | None:
     if o.late:
-        metrics.LATE.inc()
+        prometheus.LATE.inc()
     elif o.duplicate:
-        metrics.DUPLICATES.inc()
+        prometheus.DUPLICATES.inc()
     if o.alert is not None:
-        metrics.ALERTS.inc()
+        prometheus.ALERTS.inc()
         for r in o.alert.reasons:
-            metrics.ALERTS_BY_RULE.labels(r.rule).inc()
+            prometheus.ALERTS_BY_RULE.labels(r.rule).inc()
     return o.alert
 
 
@@ -354,7 +210,7 @@ def _feature_messages(sampler: Sampler) -> Callable[[list[list[Outcome]]], list[
         # In event-time order within the batch (the merchant stage emits by merchant shard):
         # with input in time order, the trainer then reads a day's rows before the next day's.
         rows.sort(key=lambda r: (r.ts, r.transaction_id))
-        metrics.FEATURE_ROWS.inc(len(rows))
+        prometheus.FEATURE_ROWS.inc(len(rows))
         return [OutMessage(key=r.card.encode(), value=encode_row(r)) for r in rows]
 
     return messages
@@ -407,7 +263,7 @@ def build_flow(
     """
     ruleset = ruleset or load_ruleset(settings.fraud_rules_file)
     key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
-    edge = Edge(CardTokenizer(key), set(ruleset.currency.rates))
+    validator = RecordValidator(CardTokenizer(key), set(ruleset.currency.rates))
     detector = Detector(ruleset)
     eviction_every = timedelta(seconds=settings.fraud_eviction_check_s)
     if labels_source is None:
@@ -422,7 +278,7 @@ def build_flow(
     sampler = settings.sampler(ruleset.score.prior)
     watermarks = PartitionWatermarks()
 
-    to_event = edge.to_event
+    to_event = validator.to_event
     shards = settings.fraud_card_shards
     shard_keys = [f"{i:04d}" for i in range(shards)]
 
@@ -441,18 +297,12 @@ def build_flow(
             else:
                 out.append(cast("DeadLetter", x))
         out.extend(groups.items())
-        metrics.TRANSACTIONS_IN.inc(len(batch))
+        prometheus.TRANSACTIONS_IN.inc(len(batch))
         return out
 
     def validate_labels(batch: list[RawRecord]) -> list[DeadLetter | LabelEvent]:
-        metrics.LABELS_IN.inc(len(batch))
-        return [edge.to_label(rec) for rec in batch]
-
-    def is_shard_item(x: object) -> bool:
-        return type(x) is tuple
-
-    def is_label(x: object) -> bool:
-        return type(x) is LabelEvent
+        prometheus.LABELS_IN.inc(len(batch))
+        return [validator.to_label(rec) for rec in batch]
 
     def labels_by_merchant(labels: list[LabelEvent]) -> list[tuple[str, list[MerchantItem]]]:
         return _group(
@@ -501,28 +351,24 @@ def build_flow(
         )
 
     def stats_of_batch(outcome_lists: list[list[Outcome]]) -> list[tuple[str, StatsDelta]]:
-        metrics.TRANSACTIONS_VALID.inc(sum(map(len, outcome_lists)))
+        prometheus.TRANSACTIONS_VALID.inc(sum(map(len, outcome_lists)))
         return [("stats", stats_delta(o for outs in outcome_lists for o in outs))]
 
     flow = Dataflow("fraudwatch")
     raw = op.input("transactions_in", flow, source)
-    checked = op.flat_map_batch("validate", raw, validate)
-    split = op.branch("split_valid", checked, is_shard_item)
-    invalid = cast("Stream[DeadLetter]", split.falses)
-    op.output("dlq_out", op.map("dead_letters", invalid, _dead_letter_message), sinks.dlq)
-    tx_by_card = cast("Stream[tuple[str, list[CardItem]]]", split.trues)
+    tx = split_dead_letters("split_valid", op.flat_map_batch("validate", raw, validate))
+    op.output("dlq_out", op.map("dead_letters", tx.errs, _dead_letter_message), sinks.dlq)
 
     raw_labels = op.input("labels_in", flow, labels_source)
-    checked_labels = op.flat_map_batch("validate_labels", raw_labels, validate_labels)
-    split_labels = op.branch("split_labels", checked_labels, is_label)
-    bad_labels = cast("Stream[DeadLetter]", split_labels.falses)
-    label_dead = op.map("label_dead_letters", bad_labels, _dead_letter_message)
+    labels = split_dead_letters(
+        "split_labels", op.flat_map_batch("validate_labels", raw_labels, validate_labels)
+    )
+    label_dead = op.map("label_dead_letters", labels.errs, _dead_letter_message)
     op.output("labels_dlq_out", label_dead, sinks.dlq)
-    labels = cast("Stream[LabelEvent]", split_labels.trues)
-    labels_c = op.flat_map_batch("label_to_cards", labels, labels_by_card)
-    labels_m = op.flat_map_batch("label_to_merchants", labels, labels_by_merchant)
+    labels_c = op.flat_map_batch("label_to_cards", labels.oks, labels_by_card)
+    labels_m = op.flat_map_batch("label_to_merchants", labels.oks, labels_by_merchant)
 
-    card_in = cast("KeyedStream[list[CardItem]]", op.merge("card_input", tx_by_card, labels_c))
+    card_in = cast("KeyedStream[list[CardItem]]", op.merge("card_input", tx.oks, labels_c))
     verdicts = op.key_rm("verdicts", op.stateful_batch("card_shards", card_in, card_logic))
     merchant_in = cast(
         "KeyedStream[list[MerchantItem]]",

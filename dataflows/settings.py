@@ -8,8 +8,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from dataflows.detection.featurelog import Sampler
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, RuleSet
 from dataflows.detection.training import TrainingConfig
-from dataflows.ruleset import DEFAULT_RULES_FILE, RuleSet
 from fraudwatch.settings import KafkaSettings, MongoSettings, TokenSettings
 
 

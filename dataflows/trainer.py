@@ -4,7 +4,7 @@ Reads the feature log (``FEATURES_TOPIC``, written by the dataflow) and the labe
 (``LABELS_TOPIC``) from their beginning, and makes one decision per UTC day of event time
 (``dataflows.detection.training``): retrain, validate against the current model on the newest
 final day, promote or keep, size the alert threshold to ``ALERT_BUDGET_CARDS_PER_DAY``. Each
-decision goes to the model registry in MongoDB (``dataflows.model_store``), where the
+decision goes to the model registry in MongoDB (``dataflows.io.model_store``), where the
 dataflow picks it up between batches; model health documents are rewritten as labels arrive.
 
 A day is decided when the first logged transaction of that day is read, after reading every
@@ -28,12 +28,12 @@ from prometheus_client import Gauge, start_http_server
 
 from dataflows.detection.featurelog import FeatureLogError, decode
 from dataflows.detection.policy import FORMULA, ModelError
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.training import Trainer, day_name, day_of
-from dataflows.edge import Edge, RawRecord
-from dataflows.model_store import ModelStore
-from dataflows.mongo_io import connect
-from dataflows.ruleset import RuleSet, load_ruleset
+from dataflows.io.model_store import ModelStore
+from dataflows.io.mongo_io import connect
 from dataflows.settings import TrainerSettings
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.clients import consumer_config
 from fraudwatch.contract import LabelEvent
@@ -108,7 +108,7 @@ class TrainerService:
         self.store = store
         self.trainer = Trainer(settings.training(ruleset))
         key = settings.fraud_token_key.get_secret_value() if settings.fraud_token_key else None
-        self.edge = Edge(CardTokenizer(key), set(ruleset.currency.rates))
+        self.validator = RecordValidator(CardTokenizer(key), set(ruleset.currency.rates))
         self.features = _TopicReader(settings, settings.features_topic)
         self.labels = _TopicReader(settings, settings.labels_topic)
         self.published = store.decided_days()
@@ -163,7 +163,7 @@ class TrainerService:
             got = 0
             for offset, raw in self.labels.poll(5000, 0.2):
                 got += 1
-                item = self.edge.to_label(
+                item = self.validator.to_label(
                     RawRecord(self.settings.labels_topic, 0, offset, None, raw)
                 )
                 if isinstance(item, LabelEvent):

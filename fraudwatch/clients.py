@@ -3,7 +3,7 @@
 Components, tools, benchmarks and tests build their clients here, so bootstrap servers,
 TLS/SASL options and timeouts come from one place: a call site states only what it does
 differently (a group id, a shorter server-selection timeout for a probe). The dataflow's
-Kafka connectors (``dataflows.kafka_io``) are the exception: like Bytewax's own, they take
+Kafka connectors (``dataflows.io.kafka_io``) are the exception: like Bytewax's own, they take
 the brokers and ``KafkaSettings.librdkafka_config()`` from the flow's wiring. Topics are created
 by ``ensure_topics`` only, with the partition counts and retention of ``TOPICS`` /
 ``TOPIC_CONFIGS``. The client libraries are imported when a client is built, not when this

@@ -44,7 +44,7 @@ SEVERITIES: tuple[str, ...] = get_args(Severity)
 # The signals an alert's reasons name (docs/detection.md), strongest-evidence kinds first, and
 # how the console shows them. Rule sets before 2026.12 also used the two legacy names, which
 # old alerts in MongoDB still carry. The rule file configures each signal under its name
-# (``dataflows.ruleset.Rules``; a test keeps the two in step).
+# (``dataflows.detection.ruleset.Rules``; a test keeps the two in step).
 SIGNAL_NAMES: tuple[str, ...] = (
     "compromised_card",
     "impossible_travel",

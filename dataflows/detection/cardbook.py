@@ -4,7 +4,7 @@ Keying Bytewax state by card made the runtime's per-key work (one routing step, 
 ``on_batch`` call and one snapshot row per card and epoch) the largest cost of the dataflow.
 Cards are therefore grouped into a fixed number of shards (``shard_of``): the first step
 sends one item per shard and input batch instead of one per transaction, and each shard's
-cards live in one ``CardBook``, a dict of card token -> packed state (``CardState.pack``).
+cards live in one ``CardBook``, a dict of card token -> packed state (``CardHistory.pack``).
 
 Trade-off: a snapshot writes every card of each shard touched in the epoch, not only the
 touched cards. With few shards and many cards that is the whole state each epoch; with many
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 
 from dataflows.detection.detector import CardVerdict, Detector, Outcome
 from dataflows.detection.merchant import NO_MERCHANT_VIEW
-from dataflows.detection.state import CardState, packed_header
+from dataflows.detection.state import CardHistory, packed_header
 from fraudwatch.contract import CardEvent, LabelEvent
 
 # What a card shard takes: a transaction, or a label on one of its cards.
@@ -55,8 +55,8 @@ class CardBook:
         cards = self.cards
         detector = self.detector
         judge_card = detector.judge_card
-        unpack = CardState.unpack
-        working: dict[str, tuple[CardState, int]] = {}
+        unpack = CardHistory.unpack
+        working: dict[str, tuple[CardHistory, int]] = {}
         out = []
         for item in items:
             is_label = isinstance(item, LabelEvent)
@@ -64,7 +64,7 @@ class CardBook:
             entry = working.get(token)
             if entry is None:
                 blob = cards.get(token)
-                state = CardState() if blob is None else unpack(blob)
+                state = CardHistory() if blob is None else unpack(blob)
             else:
                 state = entry[0]
                 if partition == -1:
@@ -86,10 +86,10 @@ class CardBook:
         finish = self.detector.finish
         return [finish(v, NO_MERCHANT_VIEW, detected_at) for v in self.judge(events)]
 
-    def state_of(self, card_token: str) -> CardState | None:
+    def state_of(self, card_token: str) -> CardHistory | None:
         """A copy of one card's state (for tests and tools)."""
         blob = self.cards.get(card_token)
-        return None if blob is None else CardState.unpack(blob)
+        return None if blob is None else CardHistory.unpack(blob)
 
     def evict(self, watermarks: Mapping[int, int], horizon_ms: int) -> int:
         """Forget cards idle for more than ``horizon_ms`` of their partition's event time.

@@ -21,6 +21,7 @@ from dataflows.detection.features import feature_row
 from dataflows.detection.labels import id_hash
 from dataflows.detection.merchant import NO_MERCHANT_VIEW, MerchantView
 from dataflows.detection.policy import FORMULA, FormulaModel, OperatingPoint, PolicyBook
+from dataflows.detection.ruleset import RuleSet
 from dataflows.detection.scoring import Scorer, explain, sigmoid
 from dataflows.detection.signals import (
     CARD_SIGNALS,
@@ -31,8 +32,7 @@ from dataflows.detection.signals import (
     amount_vs_merchant,
     merchant_risk,
 )
-from dataflows.detection.state import AMT, CP, LAT, LON, NO_HABIT, STRIDE, TS, CardState, Habit
-from dataflows.ruleset import RuleSet
+from dataflows.detection.state import AMT, CP, LAT, LON, NO_HABIT, STRIDE, TS, CardHistory, Habit
 from fraudwatch.contract import Alert, CardEvent, LabelEvent, Reason, alert_id_for, format_ts
 
 
@@ -139,7 +139,7 @@ class Detector:
             raise ValueError(f"no exchange rate for {currency} in the rule set")
         return amount * rate
 
-    def apply_label(self, state: CardState, label: LabelEvent) -> bool:
+    def apply_label(self, state: CardHistory, label: LabelEvent) -> bool:
         """Record a label on this card; it counts for transactions from its reported time."""
         added = state.add_label(
             (label.reported_ts, int(label.fraud), id_hash(label.transaction_id))
@@ -150,7 +150,7 @@ class Detector:
 
     def process(
         self,
-        state: CardState,
+        state: CardHistory,
         e: CardEvent,
         detected_at: int | None,
         merchant: MerchantView = NO_MERCHANT_VIEW,
@@ -158,7 +158,7 @@ class Detector:
         """Judge ``e`` against ``state`` and ``merchant`` (both as of ``e``'s event time)."""
         return self.finish(self.judge_card(state, e), merchant, detected_at)
 
-    def judge_card(self, state: CardState, e: CardEvent) -> CardVerdict:
+    def judge_card(self, state: CardHistory, e: CardEvent) -> CardVerdict:
         """The card half: ``e`` against ``state`` as of its event time, then added to it."""
         if e.transaction_id in state.ids:
             return CardVerdict(e, 0.0, (), duplicate=True)
@@ -284,7 +284,7 @@ class Detector:
 
     # ------------------------------------------------------------------ state
 
-    def _profile_start(self, state: CardState, pos: int, ts: int) -> int:
+    def _profile_start(self, state: CardHistory, pos: int, ts: int) -> int:
         lo = max(0, pos - self.profile_size)
         since = ts - self.profile_ms
         ev = state.ev
@@ -292,7 +292,7 @@ class Detector:
             lo += 1
         return lo
 
-    def _insert(self, state: CardState, pos: int, e: CardEvent, amount: float) -> None:
+    def _insert(self, state: CardHistory, pos: int, e: CardEvent, amount: float) -> None:
         row = (float(e.ts), amount, e.latitude, e.longitude, 1.0 if e.card_present else 0.0)
         if pos == len(state.ids):
             state.ev.extend(row)
@@ -305,7 +305,7 @@ class Detector:
             state.ids.insert(pos, e.transaction_id)
         state.max_ts = max(state.max_ts, e.ts)
 
-    def _prune(self, state: CardState) -> None:
+    def _prune(self, state: CardHistory) -> None:
         """Drop what no signal can use any more, judged by the card's own newest event time.
 
         Kept: everything inside the short windows (plus lateness), up to ``max_window_events``,
@@ -342,7 +342,7 @@ class Detector:
             del state.cc[:start]
             del state.ids[:start]
 
-    def _prune_dedupe(self, state: CardState) -> None:
+    def _prune_dedupe(self, state: CardHistory) -> None:
         """Forget remembered ids older than the dedupe horizon."""
         if not state.dt or state.dh is None:
             return
@@ -359,7 +359,7 @@ class Detector:
 
     # ------------------------------------------------------------------ alert
 
-    def _evidence(self, state: CardState, signals: list[Signal]) -> tuple[dict[str, Any], ...]:
+    def _evidence(self, state: CardHistory, signals: list[Signal]) -> tuple[dict[str, Any], ...]:
         """Rows of the kept transactions the signals point at (before ``e`` is inserted)."""
         idx = sorted({i for s in signals for i in s.evidence})
         ev = state.ev

@@ -200,7 +200,7 @@ class PolicyBook:
 
 
 def operating_point_doc(point: OperatingPoint) -> dict[str, Any]:
-    """What the trainer publishes for the dataflow (``model_store``)."""
+    """What the trainer publishes for the dataflow (``dataflows.io.model_store``)."""
     return {
         "_id": point.day,
         "day": point.day,

@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from dataflows.detection.ruleset import RuleSet
 from dataflows.detection.signals import Signal
-from dataflows.ruleset import RuleSet
 
 
 def logit(p: float) -> float:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import NamedTuple
 
 from dataflows.detection.merchant import MerchantView
-from dataflows.detection.state import AMT, CP, HABIT_TAUS_MS, LAT, LON, STRIDE, CardState, Habit
-from dataflows.ruleset import RuleSet
+from dataflows.detection.ruleset import RuleSet
+from dataflows.detection.state import AMT, CP, HABIT_TAUS_MS, LAT, LON, STRIDE, CardHistory, Habit
 from fraudwatch.contract import CardEvent
 from fraudwatch.geo import haversine_km
 
@@ -43,7 +43,7 @@ class Window:
 
     def __init__(
         self,
-        state: CardState,
+        state: CardHistory,
         pos: int,
         e: CardEvent,
         amount: float,

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from dataflows.detection.labels import LabelRow, add_label
 
-# One transaction in state is STRIDE doubles in ``CardState.ev``: event time (epoch ms),
+# One transaction in state is STRIDE doubles in ``CardHistory.ev``: event time (epoch ms),
 # amount in the base currency, latitude, longitude, card-present flag.
 STRIDE = 5
 TS, AMT, LAT, LON, CP = range(STRIDE)
@@ -71,7 +71,7 @@ class Habit(NamedTuple):
 NO_HABIT = Habit(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-class CardState:
+class CardHistory:
     """The state of one card; see the module docstring."""
 
     __slots__ = ("cc", "dh", "dt", "ev", "hab", "ids", "lab", "max_ts")
@@ -242,7 +242,7 @@ class CardState:
         return _HEADER.pack(self.last_activity, partition) + pickle.dumps(body, _PICKLE_PROTOCOL)
 
     @classmethod
-    def unpack(cls, blob: bytes) -> CardState:
+    def unpack(cls, blob: bytes) -> CardHistory:
         """The working form of ``pack``'s output."""
         ev, cc, ids, dh, dt, max_ts, hab, lab = pickle.loads(  # noqa: S301 - our own state
             memoryview(blob)[_HEADER.size :]

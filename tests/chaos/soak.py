@@ -154,7 +154,7 @@ def _generated(path: Path, count: int, cards: int, seed: int) -> list[bytes]:
 
 def _judged(values: list[bytes]) -> int:
     from dataflows.backtest import run_backtest
-    from dataflows.ruleset import load_ruleset
+    from dataflows.detection.ruleset import load_ruleset
     from tests.integration.pipeline import TOKEN_KEY
 
     return sum(1 for _ in run_backtest(values, load_ruleset(), TOKEN_KEY, Counter()))

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from dataflows.backtest import run_backtest
-from dataflows.ruleset import load_ruleset
+from dataflows.detection.ruleset import load_ruleset
 from devtools.stack import REPO_ROOT
 from fraudwatch import clients
 from tests.chaos import scale
@@ -254,7 +254,7 @@ def test_a_replay_does_not_duplicate_alerts_or_undo_a_disposition(
 def test_a_resume_offset_that_no_longer_exists_is_an_error_not_a_silent_skip(
     pipe: PipelineEnv,
 ) -> None:
-    from dataflows.kafka_io import KafkaUnavailable, TransactionSource
+    from dataflows.io.kafka_io import KafkaUnavailable, TransactionSource
 
     produce(pipe.bootstrap, pipe.tx, traffic(cards=1, per_card=3))
     source = TransactionSource(pipe.bootstrap, pipe.tx)

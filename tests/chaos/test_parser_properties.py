@@ -1,7 +1,7 @@
 """Parser property test (issue #7, item 6): whatever bytes arrive, the edge answers with a
 valid transaction or a rejection with a reason, never another exception.
 
-Checked at the dataflow's real entry point, ``Edge.to_event`` (which calls
+Checked at the dataflow's real entry point, ``RecordValidator.to_event`` (which calls
 ``fraudwatch.contract.parse_transaction``), on three kinds of input: arbitrary bytes,
 arbitrary JSON values, and valid transactions mutated one way or several (fields removed,
 added, retyped; extreme numbers; odd strings and unicode; deep nesting; byte-level damage).
@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.detection.detector import Detector
-from dataflows.detection.state import CardState
-from dataflows.edge import Edge, RawRecord
-from dataflows.ruleset import load_ruleset
+from dataflows.detection.ruleset import load_ruleset
+from dataflows.detection.state import CardHistory
+from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer, luhn_valid
 from fraudwatch.contract import (
     MAX_MESSAGE_BYTES,
@@ -39,7 +39,7 @@ from tests.chaos import scale
 from tests.factories import make_pan, make_txn
 
 RULESET = load_ruleset()
-EDGE = Edge(CardTokenizer("property-test-key"), set(RULESET.currency.rates))
+VALIDATOR = RecordValidator(CardTokenizer("property-test-key"), set(RULESET.currency.rates))
 DETECTOR = Detector(RULESET)
 REASONS = {
     "empty",
@@ -164,9 +164,9 @@ def check(raw: bytes | None) -> None:
 
     assert_fast_path_agrees(raw, parsed)
 
-    out = EDGE.to_event(RawRecord("tx", 0, 0, 1, raw))
+    out = VALIDATOR.to_event(RawRecord("tx", 0, 0, 1, raw))
     if isinstance(out, CardEvent):
-        outcome = DETECTOR.process(CardState(), out, 0)
+        outcome = DETECTOR.process(CardHistory(), out, 0)
         if outcome.alert is not None:
             orjson.dumps(outcome.alert.to_json_dict())
             bson.encode(outcome.alert.to_mongo_doc())
@@ -225,7 +225,7 @@ def test_the_strategies_reach_both_outcomes_and_every_rejection_path() -> None:
     @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
     @given(near_valid())
     def collect(raw: bytes) -> None:
-        out = EDGE.to_event(RawRecord("tx", 0, 0, None, raw))
+        out = VALIDATOR.to_event(RawRecord("tx", 0, 0, None, raw))
         seen.add("valid" if isinstance(out, CardEvent) else out.reason)
 
     collect()

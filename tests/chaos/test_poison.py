@@ -31,8 +31,8 @@ import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
 from dataflows.backtest import run_backtest
-from dataflows.edge import Edge, RawRecord
-from dataflows.ruleset import load_ruleset
+from dataflows.detection.ruleset import load_ruleset
+from dataflows.validation import RawRecord, RecordValidator
 from devtools.stack import REPO_ROOT
 from fraudwatch import clients
 from fraudwatch.cards import CardTokenizer
@@ -150,11 +150,11 @@ def produce_records(bootstrap: str, topic: str, records: list[Record]) -> list[t
 
 
 def test_every_corpus_record_gets_the_outcome_the_corpus_states() -> None:
-    """The edge alone: the right reason and detail for each case, and an envelope the
+    """The validator alone: the right reason and detail for each case, and an envelope the
     dataflow can serialise (it writes ``orjson.dumps(envelope)`` to the DLQ)."""
-    edge = Edge(CardTokenizer(TOKEN_KEY), set(load_ruleset().currency.rates))
+    validator = RecordValidator(CardTokenizer(TOKEN_KEY), set(load_ruleset().currency.rates))
     for bad in CORPUS:
-        out = edge.to_event(RawRecord("tx", 0, 0, None, bad.value))
+        out = validator.to_event(RawRecord("tx", 0, 0, None, bad.value))
         if not bad.dead_lettered:
             assert isinstance(out, CardEvent), (bad.name, out)
             continue
@@ -236,7 +236,7 @@ def test_a_poisoned_replay_dead_letters_every_bad_record_once_and_alerts_like_th
 
 # Found by this suite and fixed in dataflows/detection/detector.py: the re-sent id had been
 # pruned from the card's windows and was judged again. Three partitions, two of them empty:
-# stop-at-end must still finish (also found here, fixed in dataflows/kafka_io.py).
+# stop-at-end must still finish (also found here, fixed in dataflows/io/kafka_io.py).
 def test_a_transaction_re_sent_after_its_card_moved_on_raises_no_second_alert(
     pipe: PipelineEnv, mongo_client: Any, tmp_path: Path
 ) -> None:

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from dataflows.detection.cardbook import CardBook, shard_of
 from dataflows.detection.detector import Detector
-from dataflows.detection.state import CardState, packed_header
-from dataflows.ruleset import load_ruleset
+from dataflows.detection.ruleset import load_ruleset
+from dataflows.detection.state import CardHistory, packed_header
 from tests.factories import make_event
 
 MIN = 60_000
@@ -45,19 +45,19 @@ def card_events(card: int, n: int, partition: int = 0) -> list:
 
 
 def one_state_per_card(detector: Detector, events: list) -> list:
-    states: dict[str, CardState] = {}
-    return [detector.process(states.setdefault(e.card_token, CardState()), e, 0) for e in events]
+    states: dict[str, CardHistory] = {}
+    return [detector.process(states.setdefault(e.card_token, CardHistory()), e, 0) for e in events]
 
 
 def test_pack_round_trip_keeps_behaviour_and_the_dedupe_memory(detector: Detector) -> None:
     events = card_events(1, 30)
-    whole = CardState()
+    whole = CardHistory()
     expected = [detector.process(whole, e, 0) for e in events]
-    state = CardState()
+    state = CardHistory()
     got = []
     for e in events:
         got.append(detector.process(state, e, 0))
-        state = CardState.unpack(state.pack(e.partition))
+        state = CardHistory.unpack(state.pack(e.partition))
     assert [o.alert for o in got] == [o.alert for o in expected]
     assert any(o.alert for o in got), "the story must make rules fire"
     # Re-sending the first transaction, long pruned from the windows, is still a duplicate.
@@ -67,14 +67,14 @@ def test_pack_round_trip_keeps_behaviour_and_the_dedupe_memory(detector: Detecto
 def test_the_header_gives_newest_event_time_and_partition_without_unpacking(
     detector: Detector,
 ) -> None:
-    state = CardState()
+    state = CardHistory()
     for e in card_events(2, 5, partition=7):
         detector.process(state, e, 0)
     assert packed_header(state.pack(7)) == (state.max_ts, 7)
 
 
 def test_pack_refuses_a_country_code_that_would_shift_the_others() -> None:
-    state = CardState()
+    state = CardHistory()
     state.cc = ["DEU"]
     with pytest.raises(ValueError, match="2 letters"):
         state.pack(0)

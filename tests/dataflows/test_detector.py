@@ -9,9 +9,9 @@ import pytest
 
 from dataflows.detection.detector import Detector, Outcome
 from dataflows.detection.merchant import MerchantView
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.scoring import logit, sigmoid
-from dataflows.detection.state import CardState
-from dataflows.ruleset import RuleSet, load_ruleset
+from dataflows.detection.state import CardHistory
 from fraudwatch.contract import LabelEvent
 from fraudwatch.geo import haversine_km
 from tests.factories import make_event
@@ -36,8 +36,8 @@ def only(ruleset: RuleSet, *names: str) -> Detector:
     return Detector(ruleset.model_copy(update={"rules": ruleset.rules.model_copy(update=rules)}))
 
 
-def run(det: Detector, events: list, state: CardState | None = None) -> list[Outcome]:
-    state = CardState() if state is None else state
+def run(det: Detector, events: list, state: CardHistory | None = None) -> list[Outcome]:
+    state = CardHistory() if state is None else state
     return [det.process(state, e, 0) for e in events]
 
 
@@ -103,7 +103,7 @@ def test_velocity_amount_compares_the_day_total_with_the_cards_own_daily_spend(
     det = only(ruleset, "velocity_amount")
     r = ruleset.rules.velocity_amount
     history = habit(20)
-    state = CardState()
+    state = CardHistory()
     run(det, history, state)
     day = T0 + 20 * DAY + 12 * HOUR
     daily = state.habit_at(day, len(state)).daily_amount
@@ -111,12 +111,12 @@ def test_velocity_amount_compares_the_day_total_with_the_cards_own_daily_spend(
         make_event(transaction_id="a", ts=day, amount=daily * r.min_ratio * 0.45),
         make_event(transaction_id="b", ts=day + HOUR, amount=daily * r.min_ratio * 0.45),
     ]
-    assert fired(run(det, under, CardState.unpack(state.pack(0)))[-1]) == []
+    assert fired(run(det, under, CardHistory.unpack(state.pack(0)))[-1]) == []
     over = [
         make_event(transaction_id="a", ts=day, amount=daily * r.min_ratio * 0.55),
         make_event(transaction_id="b", ts=day + HOUR, amount=daily * r.min_ratio * 0.55),
     ]
-    out = run(det, over, CardState.unpack(state.pack(0)))[-1]
+    out = run(det, over, CardHistory.unpack(state.pack(0)))[-1]
     assert fired(out) == ["velocity_amount"]
     assert "usual daily spend" in out.signals[0].detail
 
@@ -199,11 +199,11 @@ def test_amount_vs_merchant_speaks_only_where_the_card_has_no_habit(ruleset: Rul
     r = ruleset.rules.amount_vs_merchant
     shop = MerchantView(0, 0, 0, 0, 0, 0, 0, 0, 20.0, r.min_transactions)
     new_card = make_event(transaction_id="x", amount=20.0 * r.min_ratio)
-    out = det.process(CardState(), new_card, 0, shop)
+    out = det.process(CardHistory(), new_card, 0, shop)
     assert fired(out) == ["amount_vs_merchant"]
     assert "typical ticket of 20.00" in out.signals[0].detail
     too_few = shop._replace(typical_n=r.min_transactions - 1)
-    assert fired(det.process(CardState(), new_card, 0, too_few)) == []
+    assert fired(det.process(CardHistory(), new_card, 0, too_few)) == []
 
 
 def test_location_anomaly_flags_a_far_new_country_but_not_a_nearby_one(ruleset: RuleSet) -> None:
@@ -229,15 +229,15 @@ def test_merchant_risk_is_the_shrunk_fraud_share_and_needs_a_known_fraud(
     det = only(ruleset, "merchant_risk")
     r = ruleset.rules.merchant_risk
     clean = MerchantView(40, 280, 1200, 0, 0, 0, 300, 0, 25.0, 1000)
-    assert fired(det.process(CardState(), make_event(), 0, clean)) == []
+    assert fired(det.process(CardHistory(), make_event(), 0, clean)) == []
     risky = clean._replace(n_7d=37, fraud_7d=4)
-    out = det.process(CardState(), make_event(), 0, risky)
+    out = det.process(CardHistory(), make_event(), 0, risky)
     assert fired(out) == ["merchant_risk"]
     prior = ruleset.score.prior
     share = (4 + r.prior_strength * prior) / (37 + r.prior_strength)
     assert out.signals[0].weight == pytest.approx(min(r.max_weight, math.log(share / prior)))
     assert "4 of its 37 transactions in the last known week" in out.signals[0].detail
-    riskier = det.process(CardState(), make_event(), 0, risky._replace(fraud_7d=12))
+    riskier = det.process(CardHistory(), make_event(), 0, risky._replace(fraud_7d=12))
     assert riskier.signals[0].weight >= out.signals[0].weight
 
 
@@ -245,7 +245,7 @@ def test_a_fraud_label_makes_later_uses_of_the_card_alert_until_a_genuine_label(
     ruleset: RuleSet,
 ) -> None:
     det = only(ruleset, "compromised_card")
-    state = CardState()
+    state = CardHistory()
     run(det, seq(3, step_ms=HOUR), state)
     det.apply_label(state, label("t0", reported=T0 + 5 * HOUR))
     before = run(det, [make_event(transaction_id="a", ts=T0 + 4 * HOUR)], state)[0]
@@ -260,7 +260,7 @@ def test_a_fraud_label_makes_later_uses_of_the_card_alert_until_a_genuine_label(
 
 def test_a_compromised_card_clears_after_the_configured_period(ruleset: RuleSet) -> None:
     det = only(ruleset, "compromised_card")
-    state = CardState()
+    state = CardHistory()
     det.apply_label(state, label("t0", reported=T0))
     period = ruleset.compromised_ms
     assert fired(run(det, [make_event(transaction_id="a", ts=T0 + period)], state)[0])
@@ -269,7 +269,7 @@ def test_a_compromised_card_clears_after_the_configured_period(ruleset: RuleSet)
 
 def test_re_sent_labels_are_idempotent(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     assert det.apply_label(state, label("t0", reported=T0))
     assert not det.apply_label(state, label("t0", reported=T0))
     assert state.lab is not None
@@ -302,7 +302,7 @@ def test_habits_never_include_a_transaction_with_a_later_event_time(ruleset: Rul
     end = history[-1].ts + HOUR
     a = make_event(transaction_id="a", ts=end, amount=10.0)
     b = make_event(transaction_id="b", ts=end + lateness // 2, amount=300.0)
-    in_order, swapped = CardState(), CardState()
+    in_order, swapped = CardHistory(), CardHistory()
     run(det, [*history, a, b], in_order)
     out_of_order = run(det, [*history, b, a], swapped)
     assert not out_of_order[-1].late
@@ -322,7 +322,7 @@ def test_too_late_transaction_takes_the_late_path_with_point_signals_only(
 ) -> None:
     det = Detector(ruleset)
     lateness = int(ruleset.engine.allowed_lateness_minutes * MIN)
-    state = CardState()
+    state = CardHistory()
     det.apply_label(state, label("x", reported=T0 - DAY))
     events = [*seq(7, step_ms=10), make_event(transaction_id="old", ts=T0 - lateness - 1)]
     outs = run(det, events, state)
@@ -335,7 +335,7 @@ def test_too_late_transaction_takes_the_late_path_with_point_signals_only(
 
 def test_state_stays_bounded_under_a_burst(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     for i in range(2000):
         det.process(state, make_event(transaction_id=f"b{i}", ts=T0 + i * 100, amount=1.0), 0)
     assert len(state) <= ruleset.engine.max_window_events
@@ -344,7 +344,7 @@ def test_state_stays_bounded_under_a_burst(ruleset: RuleSet) -> None:
 
 def test_state_is_pruned_by_event_time(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     for i in range(50):
         det.process(state, make_event(transaction_id=f"d{i}", ts=T0 + i * DAY), 0)
     oldest_kept = state.ts(0)
@@ -356,13 +356,13 @@ def test_state_is_pruned_by_event_time(ruleset: RuleSet) -> None:
 def test_snapshot_round_trip_keeps_behaviour(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
     events = [*habit(8), *seq(8, step_ms=MIN, start=T0 + 9 * DAY, prefix="s")]
-    a = CardState()
+    a = CardHistory()
     det.apply_label(a, label("h0-0", reported=T0 + 3 * DAY))
     outs_a = run(det, events, a)
-    b = CardState()
+    b = CardHistory()
     det.apply_label(b, label("h0-0", reported=T0 + 3 * DAY))
     run(det, events[:12], b)
-    b = CardState.unpack(b.pack(0))
+    b = CardHistory.unpack(b.pack(0))
     outs_b = run(det, events[12:], b)
     assert [(o.score, o.alert) for o in outs_a[12:]] == [(o.score, o.alert) for o in outs_b]
 
@@ -388,7 +388,7 @@ def test_alert_explains_its_strongest_signals_first_with_severity_from_the_score
 
 def test_a_re_sent_late_transaction_is_a_duplicate_not_a_second_alert(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     det.apply_label(state, label("x", reported=T0 - DAY))
     big = make_event(transaction_id="big", ts=T0, amount=9000.0)
     outcomes = run(det, [*seq(3, step_ms=HOUR), big, big], state)  # ``big`` is hours late
@@ -400,7 +400,7 @@ def test_a_re_sent_late_transaction_is_a_duplicate_not_a_second_alert(ruleset: R
 
 def test_a_re_sent_transaction_the_windows_dropped_is_still_a_duplicate(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     big = make_event(transaction_id="big", ts=T0, amount=9000.0)
     assert not det.process(state, big, 0).duplicate
     for i in range(1, 26):  # more than profile_size later transactions, over two days
@@ -410,13 +410,13 @@ def test_a_re_sent_transaction_the_windows_dropped_is_still_a_duplicate(ruleset:
     assert again.duplicate  # ...but remembered for the dedupe horizon
     assert again.alert is None
     # The memory survives a snapshot round trip.
-    restored = CardState.unpack(state.pack(0))
+    restored = CardHistory.unpack(state.pack(0))
     assert det.process(restored, big, 0).duplicate
 
 
 def test_ids_are_forgotten_after_the_dedupe_horizon(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     horizon_h = ruleset.engine.dedupe_hours
     det.process(state, make_event(transaction_id="old", ts=T0, amount=9000.0), 0)
     for i in range(1, 26):
@@ -442,7 +442,7 @@ def test_features_name_the_evidence_of_every_transaction(ruleset: RuleSet) -> No
 
     det = Detector(ruleset)
     det.keep_habits = True
-    state = CardState()
+    state = CardHistory()
     for e in habit(10, amount=40.0):
         det.judge_card(state, e)
     shop = MerchantView(30, 200, 900, 3, 6, 9, 150, 2, 25.0, 800)
@@ -478,18 +478,18 @@ def test_a_later_arrival_never_pushes_a_transaction_out_of_an_earlier_ones_profi
 
 def test_a_card_idle_past_every_horizon_is_judged_as_new_evicted_or_not(ruleset: RuleSet) -> None:
     det = Detector(ruleset)
-    state = CardState()
+    state = CardHistory()
     run(det, habit(20), state)
     gap = ruleset.eviction_horizon_ms
     later = seq(6, step_ms=MIN, start=T0 + 20 * DAY + gap, prefix="b")
     kept = run(det, later, state)
-    fresh = run(det, later, CardState())  # what the stream does after evicting the card
+    fresh = run(det, later, CardHistory())  # what the stream does after evicting the card
     assert [(o.score, fired(o)) for o in kept] == [(o.score, fired(o)) for o in fresh]
 
 
 def test_one_lost_dispute_does_not_clear_a_card_with_another_fraud(ruleset: RuleSet) -> None:
     det = only(ruleset, "compromised_card")
-    state = CardState()
+    state = CardHistory()
     det.apply_label(state, label("t1", reported=T0))
     det.apply_label(state, label("t2", reported=T0 + HOUR))
     det.apply_label(state, label("t1", reported=T0 + 2 * HOUR, fraud=False))

@@ -14,10 +14,10 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from dataflows.backtest import run_backtest
-from dataflows.edge import RawRecord
+from dataflows.detection.ruleset import load_ruleset
 from dataflows.fraud import STEP_IDS, Sinks, build_flow
-from dataflows.ruleset import load_ruleset
 from dataflows.settings import DataflowSettings
+from dataflows.validation import RawRecord
 from tests.factories import find_pans, make_chargeback, make_txn, traffic
 
 KEY = "test-token-key"

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 
 import pytest
 
-from dataflows import kafka_io
-from dataflows.kafka_io import (
+from dataflows.io import kafka_io
+from dataflows.io.kafka_io import (
     InputSkipped,
     KafkaUnavailable,
     OutMessage,

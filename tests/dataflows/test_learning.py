@@ -22,10 +22,10 @@ from dataflows.detection.policy import (
     PolicyBook,
 )
 from dataflows.detection.quality import average_precision, card_precision_at_k, roc_auc
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.signals import Signal
-from dataflows.detection.state import CardState
+from dataflows.detection.state import CardHistory
 from dataflows.detection.training import DAY_MS, Trainer, TrainingConfig
-from dataflows.ruleset import RuleSet, load_ruleset
 from fraudwatch.contract import LabelEvent
 from tests.factories import make_event
 
@@ -122,7 +122,7 @@ def test_sampling_logs_high_scores_and_a_seeded_weighted_share_of_the_rest(
     det = Detector(ruleset)
     sampler = Sampler(floor=0.02, rate=0.1, seed=7, prior=0.002)
     quiet = [
-        det.process(CardState(), make_event(transaction_id=f"q{i}", card_token=f"k{i}"), None)
+        det.process(CardHistory(), make_event(transaction_id=f"q{i}", card_token=f"k{i}"), None)
         for i in range(2000)
     ]
     weights = [sampler.weight(o) for o in quiet]
@@ -307,7 +307,7 @@ def test_model_alerts_carry_the_model_version_and_reasons_in_words(
     det = Detector(ruleset)
     det.policies.add(OperatingPoint(point.day, 0, point.model, 0.0))  # everything alerts
     caplog.set_level(logging.ERROR)
-    out = det.process(CardState(), make_event(ts=T0 + 10 * DAY_MS, amount=900.0), None)
+    out = det.process(CardHistory(), make_event(ts=T0 + 10 * DAY_MS, amount=900.0), None)
     assert out.alert is not None
     assert out.model_version == point.version == out.alert.model_version
     assert out.alert.reasons

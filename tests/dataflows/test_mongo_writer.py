@@ -12,7 +12,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSource, run_main
 
-from dataflows.mongo_io import BackgroundWriter, MongoUnavailable
+from dataflows.io.mongo_io import BackgroundWriter, MongoUnavailable
 
 TIMEOUT_S = 10.0
 

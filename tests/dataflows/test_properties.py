@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.detection.detector import Detector
-from dataflows.detection.state import CardState
-from dataflows.ruleset import load_ruleset
+from dataflows.detection.ruleset import load_ruleset
+from dataflows.detection.state import CardHistory
 from tests.factories import make_event
 
 RULESET = load_ruleset()
@@ -59,10 +59,10 @@ def build_stream(specs: list[dict], card: str = "tok") -> list:
 
 
 def alerts_of(events: list) -> dict[str, tuple]:
-    states: dict[str, CardState] = {}
+    states: dict[str, CardHistory] = {}
     out = {}
     for e in events:
-        o = DET.process(states.setdefault(e.card_token, CardState()), e, 0)
+        o = DET.process(states.setdefault(e.card_token, CardHistory()), e, 0)
         if o.alert:
             out[o.alert.alert_id] = (o.alert.score, o.alert.severity, o.alert.reasons)
     return out
@@ -73,13 +73,13 @@ def alerts_of(events: list) -> dict[str, tuple]:
 def test_an_alert_never_depends_on_a_transaction_with_a_later_event_time(specs, data) -> None:
     events = build_stream(specs)
     full = {e.transaction_id: a for e in events for a in [None]}  # keep arrival order keys
-    state = CardState()
+    state = CardHistory()
     judged = {e.transaction_id: DET.process(state, e, 0) for e in events}
     # Pick one transaction; replay only what arrived before it with an event time <= its own.
     k = data.draw(st.integers(min_value=0, max_value=len(events) - 1))
     target = events[k]
     earlier = [e for e in events[:k] if e.ts <= target.ts]
-    replay = CardState()
+    replay = CardHistory()
     for e in earlier:
         DET.process(replay, e, 0)
     again = DET.process(replay, target, 0)
@@ -100,7 +100,7 @@ def test_amount_vs_habit_never_fires_before_the_minimum_history(specs) -> None:
     for s in specs:
         s["jitter_ms"] = 0
     events = build_stream(specs)
-    state = CardState()
+    state = CardHistory()
     need = RULESET.rules.amount_vs_habit.min_history
     for i, e in enumerate(events):
         o = DET.process(state, e, 0)
@@ -119,7 +119,7 @@ def test_the_same_configuration_scores_a_six_times_cheaper_or_dearer_population_
     """No threshold is an absolute amount: scaling every amount leaves every score as is."""
     events = build_stream(specs)
     scaled = [e._replace(amount=e.amount * scale) for e in events]
-    a, b = CardState(), CardState()
+    a, b = CardHistory(), CardHistory()
     for e, f in zip(events, scaled, strict=True):
         x, y = DET.process(a, e, 0), DET.process(b, f, 0)
         assert [s.rule for s in x.signals] == [s.rule for s in y.signals]

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.ruleset import DEFAULT_RULES_FILE, RuleFileError, Rules, load_ruleset
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, RuleFileError, Rules, load_ruleset
 from fraudwatch.vocabulary import EXCHANGE_RATES, SIGNAL_NAMES
 
 # The rate table a rule-set version scored with. The rates live in the contract, outside the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from dataflows.stats import MinuteStatsLogic, StatsDelta, _empty
+from dataflows.steps.minute_stats import MinuteStatsLogic, StatsDelta, _empty
 from fraudwatch.alert_store import NEW_MINUTE
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from dataflows.backtest import run_backtest
-from dataflows.ruleset import DEFAULT_RULES_FILE, load_ruleset
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from devtools.stack import REPO_ROOT
 from fraudwatch import clients
 from fraudwatch.settings import KafkaSettings

@@ -176,7 +176,7 @@ def chargeback(card: int, tx: str, reported: str, verdict: str = "fraud") -> byt
 def test_stop_at_end_confirms_the_end_and_drains_what_arrived_after_start(
     pipe: PipelineEnv,
 ) -> None:
-    from dataflows.kafka_io import TransactionSource
+    from dataflows.io.kafka_io import TransactionSource
 
     first, later = traffic(cards=1, per_card=4), traffic(cards=1, per_card=3, start=1_800_000_000)
     produce(pipe.bootstrap, pipe.tx, first)

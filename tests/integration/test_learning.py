@@ -23,8 +23,8 @@ import pytest
 
 from dataflows.backtest import Learning, run_backtest
 from dataflows.detection.policy import operating_point_doc
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from dataflows.detection.training import DAY_MS, Decision, Trainer
-from dataflows.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from dataflows.settings import LearningSettings
 from devtools.stack import REPO_ROOT
 from fraudwatch.contract import epoch_ms, format_ts

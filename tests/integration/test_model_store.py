@@ -9,7 +9,7 @@ import pytest
 
 from dataflows.detection.policy import FormulaModel, OperatingPoint, PolicyBook
 from dataflows.detection.training import DAY_MS, Decision, Trainer, TrainingConfig
-from dataflows.model_store import MODEL_FILES, OPERATING_POINTS, ModelStore
+from dataflows.io.model_store import MODEL_FILES, OPERATING_POINTS, ModelStore
 from tests.dataflows.test_learning import D0, config, history
 
 
@@ -57,7 +57,7 @@ def test_a_model_that_fails_its_checks_is_refused_and_the_previous_point_keeps_s
                                       "sha256": "0" * 64, "text": good.model_text})  # fmt: skip
     mongo_db[OPERATING_POINTS].insert_one(bad_day)
     target = book()
-    caplog.set_level(logging.ERROR, logger="dataflows.model_store")
+    caplog.set_level(logging.ERROR, logger="dataflows.io.model_store")
     ModelStore(mongo_db).refresh(target)
     refused = [r.getMessage() for r in caplog.records if "refusing" in r.getMessage()]
     assert len(refused) == 1

@@ -6,7 +6,7 @@ import statistics
 
 import pytest
 
-from dataflows.ruleset import DEFAULT_RULES_FILE, load_ruleset
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from fraudwatch.cards import luhn_valid
 from fraudwatch.geo import haversine_km
 from fraudwatch.vocabulary import EXCHANGE_RATES

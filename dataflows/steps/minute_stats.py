@@ -26,8 +26,8 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from dataflows import metrics
 from dataflows.detection.detector import Outcome
+from dataflows.io import prometheus
 from fraudwatch.alert_store import NEW_MINUTE, minute_id
 
 MinuteCounts = dict[str, Any]  # {"transactions", "alerts", "late", "duplicates", "by_rule", ...}
@@ -152,7 +152,7 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
             for minute, counts in delta.items():
                 if minute < self.pruned_below:
                     # Its stored document may hold counts we no longer have: never rewrite it.
-                    metrics.STATS_TOO_LATE.inc(counts["transactions"])
+                    prometheus.STATS_TOO_LATE.inc(counts["transactions"])
                     continue
                 total = self.minutes.get(minute)
                 if total is None:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from fraudwatch.vocabulary import BASE_CURRENCY, EXCHANGE_RATES, Severity
 
-DEFAULT_RULES_FILE = Path(__file__).resolve().parent.parent / "config" / "rules.toml"
+DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
 
 
 class _Strict(BaseModel):

@@ -1,8 +1,10 @@
-"""The first steps: validate a raw transaction or label, then replace the PAN by a token.
+"""Validation of raw input: a raw transaction or label becomes a PAN-free event or a dead letter.
 
-Everything downstream of ``Edge.to_event`` is PAN-free: the returned ``CardEvent`` has no
-card number, and a ``DeadLetter`` only goes to the dead-letter topic (which may hold the
-original bytes, like the input topic).
+``RecordValidator`` is the flow's first step after the input (``validate``,
+``validate_labels``), and the backtest and the trainer run it on their files and topics too.
+Everything downstream of ``RecordValidator.to_event`` is PAN-free: the returned ``CardEvent``
+has no card number, and a ``DeadLetter`` only goes to the dead-letter topic (which may hold the
+original bytes, like the input topic). Pure Python: no Bytewax, Kafka or MongoDB.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ class RawRecord(NamedTuple):
     value: bytes | None
 
 
-class Edge:
-    """Validation and card-data hygiene, configured once per process."""
+class RecordValidator:
+    """Validates raw records and replaces the PAN by a token; configured once per process."""
 
     def __init__(self, tokenizer: CardTokenizer, currencies: set[str]) -> None:
         self._tokenizer = tokenizer

@@ -1,4 +1,5 @@
-"""MongoDB sinks: idempotent bulk writes off the main thread, a bounded retry, a loud failure.
+"""MongoDB sinks of the alert store (``AlertStoreSink``): idempotent bulk writes off the main
+thread, a bounded retry, a loud failure.
 
 Alerts are inserted, never updated, keyed by the deterministic alert id (a duplicate ``_id``
 means "already written"), so a replay after a crash neither duplicates an alert nor undoes an
@@ -200,8 +201,9 @@ class _MongoPartition(StatefulSinkPartition[Doc, None]):
             self._client.close()
 
 
-class MongoUpsertSink(FixedPartitionedSink[Doc, None]):
-    """Writes alert documents (insert-only) or stats documents (whole-minute rewrites).
+class AlertStoreSink(FixedPartitionedSink[Doc, None]):
+    """Writes one ``fraudwatch.alert_store`` collection: alert documents (insert-only) or
+    minute-stats documents (whole-minute rewrites), through the store's own write functions.
 
     One partition (named after the collection): every worker routes its documents to the
     worker that owns it, which writes them on its background thread. Items are

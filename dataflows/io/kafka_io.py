@@ -45,7 +45,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient
 
-from dataflows.edge import RawRecord
+from dataflows.validation import RawRecord
 
 _log = logging.getLogger(__name__)
 
