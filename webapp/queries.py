@@ -120,9 +120,10 @@ class AlertQuery:
         return replace(self, status=status, before=None, after=None)
 
     def time_bounds(self, now: datetime, window: timedelta) -> tuple[datetime, datetime]:
-        """The time range the query covers: always bounded, by default the last ``window``."""
-        end = self.end or now + timedelta(minutes=5)  # a little slack for clock skew
-        start = self.start or (self.end or now) - window
+        """The time range the query covers: always bounded. By default the whole UTC days that
+        overlap the last ``window`` (the queue is ordered day by day), up to the end of today."""
+        end = self.end or _midnight(now + timedelta(minutes=5)) + timedelta(days=1)
+        start = self.start or _midnight((self.end or now) - window)
         return start, end
 
     def mongo_filter(
@@ -141,17 +142,31 @@ class AlertQuery:
             flt[self.card.field] = self.card.value
         if self.merchant:
             flt["merchant_id"] = self.merchant
-        # The queue key's day prefix bounds the index scan to the days of the time range; the
-        # timestamp condition then keeps exactly the range. The cursor continues the scan
-        # from the key it names (one string range: an index bound on MongoDB and FerretDB).
-        key: dict[str, Any] = {"$gte": _day(start), "$lt": _day(end + timedelta(days=1))}
+        # The queue key's day prefix bounds the index scan to the days of the time range; a
+        # bound inside a day (an analyst's from/to) adds a timestamp condition. Whole days need
+        # none, which keeps the counts per status index-only on the patched FerretDB (a
+        # timestamp condition there decodes every row of the status: ~10 s at 50,000 alerts).
+        # The cursor continues the scan from the key it names (one string range).
+        last_day = end if end == _midnight(end) else end + timedelta(days=1)
+        key: dict[str, Any] = {"$gte": _day(start), "$lt": _day(last_day)}
         if self.before is not None:
             key["$lt"] = min(key["$lt"], self.before.key)
         elif self.after is not None:
             key = {"$gt": max(key["$gte"], self.after.key), "$lt": key["$lt"]}
         flt["queue_key"] = key
-        flt["timestamp"] = {"$gte": start, "$lt": end}
+        within: dict[str, Any] = {}
+        if start != _midnight(start):
+            within["$gte"] = start
+        if end != _midnight(end):
+            within["$lt"] = end
+        if within:
+            flt["timestamp"] = within
         return flt
+
+
+def _midnight(ts: datetime) -> datetime:
+    """The start of the UTC day ``ts`` is in."""
+    return ts.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
 def _day(ts: datetime) -> str:

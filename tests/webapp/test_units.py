@@ -111,8 +111,20 @@ def test_filter_is_always_bounded_by_time_and_combines_the_filters() -> None:
     assert flt["severity"] == "high"
     assert flt["rules"] == "card_testing"
     assert flt["card_last4"] == "1111"
-    assert flt["timestamp"]["$gte"] == NOW - timedelta(hours=24)
-    assert flt["timestamp"]["$lt"] > NOW
+    # whole UTC days: the day 24 hours ago through today, no timestamp condition needed
+    assert flt["queue_key"] == {"$gte": "2026-11-24", "$lt": "2026-11-26"}
+    assert "timestamp" not in flt
+
+
+def test_a_time_range_inside_days_adds_exact_timestamp_bounds() -> None:
+    flt = parse(**{"from": "2026-11-20T08:30", "to": "2026-11-22"}).mongo_filter(
+        NOW, timedelta(hours=24)
+    )
+    assert flt["queue_key"] == {"$gte": "2026-11-20", "$lt": "2026-11-22"}
+    assert flt["timestamp"] == {"$gte": datetime(2026, 11, 20, 8, 30, tzinfo=UTC)}
+    flt = parse(**{"to": "2026-11-22T06:00"}).mongo_filter(NOW, timedelta(hours=24))
+    assert flt["queue_key"] == {"$gte": "2026-11-21", "$lt": "2026-11-23"}
+    assert flt["timestamp"] == {"$lt": datetime(2026, 11, 22, 6, 0, tzinfo=UTC)}
 
 
 def test_queue_key_orders_by_day_then_score_then_id() -> None:
@@ -144,7 +156,7 @@ def test_before_cursor_continues_below_the_last_rows_key_within_the_range() -> N
     key = queue_key(epoch_ms(datetime(2026, 11, 24, 8, 40, tzinfo=UTC)), 0.5, "b" * 24)
     flt = parse(before=key).mongo_filter(NOW, timedelta(days=7))
     assert flt["queue_key"] == {"$gte": "2026-11-18", "$lt": key}
-    assert flt["timestamp"] == {"$gte": NOW - timedelta(days=7), "$lt": NOW + timedelta(minutes=5)}
+    assert "timestamp" not in flt
     assert "$or" not in flt
 
 
