@@ -38,16 +38,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from fraudwatch.clients import mongo_client
     from webapp import api, auth, console, model_health, ops
     from webapp.cli import register_commands, seed_dev_user
-    from webapp.label_producer import LabelProducer
-    from webapp.labels import LabelOutbox, LabelPublisher
+    from webapp.data.label_outbox import LabelOutbox, LabelPublisher
+    from webapp.data.label_producer import LabelProducer
+    from webapp.data.model_registry import ModelRegistry
+    from webapp.data.read_cache import ReadCache
+    from webapp.data.store import AlertStore
+    from webapp.data.users import AccessStore
     from webapp.metrics import WebMetrics
-    from webapp.model_registry import ModelRegistry
-    from webapp.read_cache import ReadCache
     from webapp.services import EXTENSION_KEY, Services, utc_now
     from webapp.settings import WebappSettings
-    from webapp.store import AlertStore
     from webapp.templating import register_template_helpers
-    from webapp.users import AccessStore
 
     overrides = dict(test_config or {})
     settings = overrides.pop("SETTINGS", None) or WebappSettings()

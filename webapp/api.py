@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from fraudwatch.vocabulary import STATUSES
 from webapp.auth import current_user, load_session_user
 from webapp.console import remember_own_write, stats_payload, validate_comment
+from webapp.data.store import (
+    MAX_COMMENT_CHARS,
+    AlertNotFound,
+    DispositionConflict,
+    TransitionNotAllowed,
+)
 from webapp.dispositions import record_disposition
 from webapp.model_health import model_health_answer, models_answer
 from webapp.queries import (
@@ -27,12 +33,6 @@ from webapp.queries import (
     single_values,
 )
 from webapp.services import services
-from webapp.store import (
-    MAX_COMMENT_CHARS,
-    AlertNotFound,
-    DispositionConflict,
-    TransitionNotAllowed,
-)
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 

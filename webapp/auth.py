@@ -25,8 +25,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from webapp.data.users import User
 from webapp.services import services
-from webapp.users import User
 
 bp = Blueprint("auth", __name__)
 

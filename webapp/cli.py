@@ -19,9 +19,9 @@ from flask.cli import with_appcontext
 from pymongo.errors import PyMongoError
 
 from fraudwatch.alert_store import ALERTS, backfill_queue_keys
+from webapp.data.users import UserError
 from webapp.services import EXTENSION_KEY, Services
 from webapp.settings import ROLES
-from webapp.users import UserError
 
 DEV_USER = "dev"
 

@@ -25,8 +25,16 @@ from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
 from webapp.auth import SESSION_USER, analyst_required, current_user
 from webapp.dashboard import build_stats, minute_floor
+from webapp.data.documents import AlertView, travel_hops
+from webapp.data.read_cache import set_reads_not_before
+from webapp.data.store import (
+    MAX_COMMENT_CHARS,
+    AlertNotFound,
+    AlertPage,
+    DispositionConflict,
+    TransitionNotAllowed,
+)
 from webapp.dispositions import record_disposition
-from webapp.documents import AlertView, travel_hops
 from webapp.geo import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
@@ -40,15 +48,7 @@ from webapp.queries import (
     parse_whole_number,
     single_values,
 )
-from webapp.read_cache import set_reads_not_before
 from webapp.services import Services, services
-from webapp.store import (
-    MAX_COMMENT_CHARS,
-    AlertNotFound,
-    AlertPage,
-    DispositionConflict,
-    TransitionNotAllowed,
-)
 
 bp = Blueprint("console", __name__)
 

@@ -10,12 +10,12 @@ from flask import current_app
 from pymongo import MongoClient
 
 from fraudwatch.cards import CardTokenizer
-from webapp.labels import LabelPublisher
+from webapp.data.label_outbox import LabelPublisher
+from webapp.data.model_registry import ModelRegistry
+from webapp.data.store import AlertStore
+from webapp.data.users import AccessStore
 from webapp.metrics import WebMetrics
-from webapp.model_registry import ModelRegistry
 from webapp.settings import WebappSettings
-from webapp.store import AlertStore
-from webapp.users import AccessStore
 
 EXTENSION_KEY = "fraudwatch"
 

@@ -36,7 +36,7 @@ from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, minute_id
 from fraudwatch.vocabulary import TRANSITIONS
 from webapp.api import API_LIST_PARAMS, DispositionRequest
 from webapp.console import POLL_PARAMS
-from webapp.model_registry import MODEL_HEALTH, MODELS
+from webapp.data.model_registry import MODEL_HEALTH, MODELS
 from webapp.ops import SECURITY_HEADERS
 from webapp.queries import LIST_PARAMS
 from webapp.settings import ROLES

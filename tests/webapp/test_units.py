@@ -13,7 +13,7 @@ from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import epoch_ms, queue_key
 from fraudwatch.geo import haversine_km
 from webapp.dashboard import build_stats
-from webapp.documents import AlertView, MinuteStats, travel_hops
+from webapp.data.documents import AlertView, MinuteStats, travel_hops
 from webapp.geo import plot_locations
 from webapp.ops import RedactCardNumbers, mask_pans
 from webapp.queries import (
