@@ -36,7 +36,6 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from fraudwatch.cards import CardTokenizer
     from fraudwatch.clients import mongo_client
-    from webapp import api, auth, console, model_health, ops
     from webapp.cli import register_commands, seed_dev_user
     from webapp.data.label_outbox import LabelOutbox, LabelPublisher
     from webapp.data.label_producer import LabelProducer
@@ -48,6 +47,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webapp.services import EXTENSION_KEY, Services, utc_now
     from webapp.settings import WebappSettings
     from webapp.templating import register_template_helpers
+    from webapp.views import api, auth, console, model_health, ops
 
     overrides = dict(test_config or {})
     settings = overrides.pop("SETTINGS", None) or WebappSettings()

@@ -13,7 +13,7 @@ from flask import Flask
 
 from webapp import create_app
 from webapp.data.model_registry import MODEL_HEALTH
-from webapp.model_health import drift_banner
+from webapp.views.model_health import drift_banner
 
 from .conftest import FAST_HASH, Clock, build_app, login, make_settings, make_user
 from .model_factories import make_health_doc, seed_registry

@@ -1,5 +1,5 @@
 """The analyst console's pages: the live queue, an alert's detail and dispositions, and the
-dashboard. Every page requires a signed-in user (``webapp.auth.require_login``)."""
+dashboard. Every page requires a signed-in user (``webapp.views.auth.require_login``)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from werkzeug.wrappers import Response as BaseResponse
 from fraudwatch.cards import contains_pan
 from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
-from webapp.auth import SESSION_USER, analyst_required, current_user
 from webapp.dashboard import build_stats, minute_floor
 from webapp.data.documents import AlertView, travel_hops
 from webapp.data.read_cache import set_reads_not_before
@@ -49,6 +48,7 @@ from webapp.queries import (
     single_values,
 )
 from webapp.services import Services, services
+from webapp.views.auth import SESSION_USER, analyst_required, current_user
 
 bp = Blueprint("console", __name__)
 

@@ -52,7 +52,7 @@ def model_page() -> str:
     return render_template("model.html", model=page_payload(svc))
 
 
-# --- JSON API (routes in webapp.api, which owns authentication) ---------------------------------
+# --- JSON API (routes in webapp.views.api, which owns authentication) -----------------------------
 
 
 def models_answer(svc: Services) -> dict[str, Any]:
