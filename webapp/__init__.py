@@ -43,11 +43,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     from webapp.data.read_cache import ReadCache
     from webapp.data.store import AlertStore
     from webapp.data.users import AccessStore
-    from webapp.metrics import WebMetrics
     from webapp.services import EXTENSION_KEY, Services, utc_now
     from webapp.settings import WebappSettings
     from webapp.templating import register_template_helpers
     from webapp.views import api, auth, console, model_health, ops
+    from webapp.web_metrics import WebMetrics
 
     overrides = dict(test_config or {})
     settings = overrides.pop("SETTINGS", None) or WebappSettings()

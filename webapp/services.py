@@ -14,8 +14,8 @@ from webapp.data.label_outbox import LabelPublisher
 from webapp.data.model_registry import ModelRegistry
 from webapp.data.store import AlertStore
 from webapp.data.users import AccessStore
-from webapp.metrics import WebMetrics
 from webapp.settings import WebappSettings
+from webapp.web_metrics import WebMetrics
 
 EXTENSION_KEY = "fraudwatch"
 

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import epoch_ms, queue_key
 from fraudwatch.geo import haversine_km
-from webapp.dashboard import build_stats
+from webapp.dashboard_stats import build_stats
 from webapp.data.documents import AlertView, MinuteStats, travel_hops
-from webapp.geo import plot_locations
+from webapp.location_plot import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,

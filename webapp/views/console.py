@@ -23,7 +23,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from fraudwatch.cards import contains_pan
 from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
-from webapp.dashboard import build_stats, minute_floor
+from webapp.dashboard_stats import build_stats, minute_floor
 from webapp.data.documents import AlertView, travel_hops
 from webapp.data.read_cache import set_reads_not_before
 from webapp.data.store import (
@@ -34,7 +34,7 @@ from webapp.data.store import (
     TransitionNotAllowed,
 )
 from webapp.dispositions import record_disposition
-from webapp.geo import plot_locations
+from webapp.location_plot import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,
