@@ -8,6 +8,6 @@
 - ``model_registry``: the trainer's ``models`` and ``model_health`` as the console reads them.
 - ``read_cache``: the per-process cache in front of the expensive reads.
 
-Nothing here imports Flask: the stores are built once per application in ``create_app`` and
-reach the views through :func:`webapp.services.services`.
+Nothing here imports Flask: the stores are built once per application by
+:func:`webapp.services.init_app` and reach the views through :func:`webapp.services.services`.
 """
