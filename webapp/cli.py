@@ -14,21 +14,16 @@ import secrets
 import sys
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 from flask.cli import with_appcontext
 from pymongo.errors import PyMongoError
 
 from fraudwatch.alert_store import ALERTS, backfill_queue_keys
-from webapp.services import EXTENSION_KEY, Services
+from webapp.data.users import UserError
+from webapp.services import Services, services
 from webapp.settings import ROLES
-from webapp.users import UserError
 
 DEV_USER = "dev"
-
-
-def _services(app: Flask | None = None) -> Services:
-    found: Services = (app or current_app).extensions[EXTENSION_KEY]
-    return found
 
 
 def _unreachable(svc: Services, exc: Exception) -> click.ClickException:
@@ -41,7 +36,7 @@ def _unreachable(svc: Services, exc: Exception) -> click.ClickException:
 def seed_dev_user(app: Flask) -> None:
     """``WEBAPP_CREATE_DEV_USER=1`` (``make run``): (re)create ``dev`` with a fresh random
     password and print it once."""
-    svc = _services(app)
+    svc = services(app)
     password = secrets.token_urlsafe(12)
     try:
         svc.ensure_indexes()
@@ -66,7 +61,7 @@ def _read_password(password_stdin: bool) -> str:
 @click.option("--replace", is_flag=True, help="Reset the password/role of an existing user.")
 def create_user_command(name: str, role: str, password_stdin: bool, replace: bool) -> None:
     """Create a console user (password hashed with scrypt)."""
-    svc = _services()
+    svc = services()
     password = _read_password(password_stdin)
     try:
         svc.ensure_indexes()
@@ -83,7 +78,7 @@ def create_user_command(name: str, role: str, password_stdin: bool, replace: boo
 @click.argument("name")
 def delete_user_command(name: str) -> None:
     """Delete a stored user and revoke its API tokens."""
-    svc = _services()
+    svc = services()
     if not svc.access.delete_user(name):
         raise click.ClickException(f"there is no stored user '{name}'")
     click.echo(f"user {name} deleted; its tokens are revoked")
@@ -93,7 +88,7 @@ def delete_user_command(name: str) -> None:
 @with_appcontext
 def list_users_command() -> None:
     """List users (configuration and database)."""
-    for user in _services().access.list_users():
+    for user in services().access.list_users():
         click.echo(f"{user.name}\t{user.role}\t{user.source}")
 
 
@@ -102,7 +97,7 @@ def list_users_command() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def hash_password_command(password_stdin: bool) -> None:
     """Print a password hash for a WEBAPP_USERS entry."""
-    click.echo(_services().access.hash_password(_read_password(password_stdin)))
+    click.echo(services().access.hash_password(_read_password(password_stdin)))
 
 
 @click.command("create-token")
@@ -111,7 +106,7 @@ def hash_password_command(password_stdin: bool) -> None:
 @click.option("--name", default="", help="What the token is for (shown in list-tokens).")
 def create_token_command(user: str, name: str) -> None:
     """Create an API token for USER; it is printed once and stored only as a hash."""
-    svc = _services()
+    svc = services()
     try:
         svc.ensure_indexes()
         token_id, token = svc.access.create_token(user, name)
@@ -127,7 +122,7 @@ def create_token_command(user: str, name: str) -> None:
 @click.argument("token_id")
 def revoke_token_command(token_id: str) -> None:
     """Revoke an API token by its id."""
-    if not _services().access.revoke_token(token_id):
+    if not services().access.revoke_token(token_id):
         raise click.ClickException(f"there is no active token with id '{token_id}'")
     click.echo(f"token {token_id} revoked")
 
@@ -137,7 +132,7 @@ def revoke_token_command(token_id: str) -> None:
 @click.option("--user", default=None, help="Only this user's tokens.")
 def list_tokens_command(user: str | None) -> None:
     """List API tokens (ids, owners, state; never the tokens themselves)."""
-    for t in _services().access.list_tokens(user):
+    for t in services().access.list_tokens(user):
         state = f"revoked {t.revoked_at:%Y-%m-%d %H:%M}" if t.revoked_at else "active"
         created = f"{t.created_at:%Y-%m-%d %H:%M}" if t.created_at else "-"
         click.echo(f"{t.token_id}\t{t.user}\t{created}\t{state}\t{t.name}")
@@ -151,7 +146,7 @@ def seed_demo_command(count: int, minutes: int) -> None:
     """Write synthetic alerts and minute stats through the dataflow's store code."""
     from devtools.demo_data import seed_demo
 
-    svc = _services()
+    svc = services()
     svc.ensure_indexes()
     written = seed_demo(svc.alerts.database, svc.tokenizer, count=count, minutes=minutes)
     click.echo(f"{written} demo alerts written to {svc.settings.mongodb_database}")
@@ -168,7 +163,7 @@ def publish_labels_command(batch: int) -> None:
     Exits non-zero while some cannot be sent; run it again when Kafka is back. Sending a
     label twice is harmless (the detector dedupes), so this is safe next to a running console.
     """
-    svc = _services()
+    svc = services()
     if svc.labels is None:
         raise click.ClickException(
             "WEBAPP_PUBLISH_LABELS is off: the console publishes no labels. Set it to 1 to "
@@ -204,7 +199,7 @@ def publish_labels_command(batch: int) -> None:
 def backfill_queue_keys_command() -> None:
     """Give alerts written before this release their ``queue_key`` (the queue's order and
     cursor: day, then score). Idempotent; safe next to a running dataflow and console."""
-    svc = _services()
+    svc = services()
     try:
         svc.ensure_indexes()
         done = backfill_queue_keys(svc.alerts.database[ALERTS])

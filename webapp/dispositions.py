@@ -15,16 +15,16 @@ from typing import Literal
 from pymongo.errors import PyMongoError
 
 from fraudwatch.vocabulary import STATUS_LABELS
-from webapp.documents import AlertView, DispositionView
-from webapp.labels import (
+from webapp.data.documents import AlertView, DispositionView
+from webapp.data.label_outbox import (
     LABEL_FOR_STATUS,
     LabelPublisher,
     LabelUnavailable,
     OutboxEntry,
     label_for,
 )
+from webapp.data.store import AlertNotFound, DispositionConflict, TransitionNotAllowed
 from webapp.services import Services
-from webapp.store import AlertNotFound, DispositionConflict, TransitionNotAllowed
 
 _log = logging.getLogger("fraudwatch.webapp.labels")
 

@@ -3,11 +3,14 @@ own knobs.
 
 Built once in ``create_app`` and passed down; nothing else in the package reads the environment.
 Variable names are the upper-case field names (``WEBAPP_SECRET_KEY``, ``MONGODB_URI``, ...).
+:func:`flask_config` turns them into the application's Flask configuration.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import secrets
+from datetime import timedelta
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
@@ -109,3 +112,35 @@ class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
             "`export WEBAPP_SECRET_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')`"
             "; for local development use `make run` (WEBAPP_CREATE_DEV_USER=1)."
         )
+
+
+def flask_config(settings: WebappSettings, *, testing: bool) -> dict[str, Any]:
+    """The Flask configuration of the console: session cookie, CSRF and request-size limits.
+
+    Development (``WEBAPP_CREATE_DEV_USER=1``) and tests may run without
+    ``WEBAPP_SECRET_KEY`` (a random key per process) and without secure cookies.
+
+    Raises:
+        SettingsError: outside development when ``WEBAPP_SECRET_KEY`` is missing or short.
+    """
+    development = settings.webapp_create_dev_user or testing
+    secret = settings.secret_key(development=development) or secrets.token_hex(32)
+    secure_cookies = (
+        settings.webapp_cookie_secure
+        if settings.webapp_cookie_secure is not None
+        else not development
+    )
+    return {
+        "SECRET_KEY": secret,
+        "SESSION_COOKIE_NAME": "fraudwatch_session",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "PERMANENT_SESSION_LIFETIME": timedelta(hours=settings.webapp_session_hours),
+        # CSRF tokens live as long as the session they are bound to.
+        "WTF_CSRF_TIME_LIMIT": settings.webapp_session_hours * 3600,
+        "WTF_CSRF_SSL_STRICT": secure_cookies,
+        "MAX_CONTENT_LENGTH": 64 * 1024,
+        "MAX_FORM_MEMORY_SIZE": 64 * 1024,
+        "PASSWORD_HASH_METHOD": "scrypt",
+    }

@@ -9,8 +9,8 @@ from flask_wtf.csrf import generate_csrf
 
 from fraudwatch.contract import epoch_ms
 from fraudwatch.vocabulary import RULE_LABELS, RULE_NAMES, SEVERITIES, STATUS_LABELS, STATUSES
-from webapp.documents import rfc3339
-from webapp.ops import mask_pans
+from webapp.data.documents import rfc3339
+from webapp.views.ops import mask_pans
 
 
 def format_ts(ts: datetime | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:

@@ -65,7 +65,7 @@ def generated(tmp_path: Path, count: int, cards: int, seed: int) -> list[bytes]:
 
 def _disposition(db: Any, alert_id: str) -> None:
     """Move an alert to investigating through the console's own compare-and-set path."""
-    from webapp.store import AlertStore
+    from webapp.data.store import AlertStore
 
     store = AlertStore(db, queue_window=timedelta(days=1))
     store.change_status(

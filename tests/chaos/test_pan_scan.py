@@ -43,7 +43,7 @@ from fraudwatch import clients
 from tests.chaos import scale
 from tests.integration.pipeline import PipelineEnv, consume_all
 from tests.webapp.conftest import Clock, build_app, login, make_user
-from webapp.ops import ACCESS_LOGGER, APP_LOGGER, JsonFormatter
+from webapp.views.ops import ACCESS_LOGGER, APP_LOGGER, JsonFormatter
 
 RECORDS = scale(5_000, 15_000)  # full: ~360 alerts, every one opened (~1 s a page on FerretDB)
 DETAIL_SAMPLE = scale(200, 1_000_000)  # reduced: up to 200 alerts (~120: all); full: all

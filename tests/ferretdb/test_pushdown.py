@@ -23,8 +23,8 @@ from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
 from fraudwatch import clients
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
 from fraudwatch.cards import CardTokenizer
+from webapp.data.store import AlertStore
 from webapp.queries import AlertQuery, CardFilter, Cursor
-from webapp.store import AlertStore
 
 pytestmark = pytest.mark.integration
 

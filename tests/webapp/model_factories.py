@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from webapp.model_registry import MODEL_HEALTH, MODELS
+from webapp.data.model_registry import MODEL_HEALTH, MODELS
 
 Doc = dict[str, Any]
 

@@ -12,8 +12,8 @@ import pytest
 from flask import Flask
 
 from webapp import create_app
-from webapp.model_health import drift_banner
-from webapp.model_registry import MODEL_HEALTH
+from webapp.data.model_registry import MODEL_HEALTH
+from webapp.views.model_health import drift_banner
 
 from .conftest import FAST_HASH, Clock, build_app, login, make_settings, make_user
 from .model_factories import make_health_doc, seed_registry

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from webapp.model_registry import (
+from webapp.data.model_registry import (
     HealthDay,
     ModelVersion,
     current_model,

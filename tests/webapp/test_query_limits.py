@@ -16,8 +16,8 @@ from devtools.demo_data import make_alert_doc
 from fraudwatch.alert_store import ALERTS, ensure_indexes
 from fraudwatch.cards import CardTokenizer
 from tests.webapp.conftest import TOKEN_KEY, Clock, build_app
+from webapp.data.store import AlertStore
 from webapp.queries import AlertQuery
-from webapp.store import AlertStore
 
 pytestmark = pytest.mark.integration
 

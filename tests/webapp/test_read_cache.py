@@ -19,9 +19,9 @@ from fraudwatch import clients
 from fraudwatch.alert_store import ALERTS, ensure_indexes
 from fraudwatch.vocabulary import STATUSES
 from tests.webapp.conftest import Clock, build_app, login, make_user
+from webapp.data.read_cache import ReadCache, reads_not_before
+from webapp.data.store import AlertStore
 from webapp.queries import AlertQuery
-from webapp.read_cache import ReadCache, reads_not_before
-from webapp.store import AlertStore
 
 WINDOW = timedelta(hours=168)
 

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 
 from devtools.demo_data import demo_pan
-from webapp.ops import ACCESS_LOGGER, JsonFormatter
+from webapp.views.ops import ACCESS_LOGGER, JsonFormatter
 
 from .conftest import build_app, csrf_from, login, make_user
 

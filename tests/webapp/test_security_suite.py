@@ -34,12 +34,12 @@ from werkzeug.test import TestResponse
 
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, minute_id
 from fraudwatch.vocabulary import TRANSITIONS
-from webapp.api import API_LIST_PARAMS, DispositionRequest
-from webapp.console import POLL_PARAMS
-from webapp.model_registry import MODEL_HEALTH, MODELS
-from webapp.ops import SECURITY_HEADERS
+from webapp.data.model_registry import MODEL_HEALTH, MODELS
 from webapp.queries import LIST_PARAMS
 from webapp.settings import ROLES
+from webapp.views.api import API_LIST_PARAMS, DispositionRequest
+from webapp.views.console import POLL_PARAMS
+from webapp.views.ops import SECURITY_HEADERS
 
 from .conftest import PASSWORD, AlertFactory, build_app, make_user
 from .model_factories import health_days, make_health_doc, make_model_doc

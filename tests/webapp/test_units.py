@@ -12,10 +12,9 @@ from hypothesis import strategies as st
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import epoch_ms, queue_key
 from fraudwatch.geo import haversine_km
-from webapp.dashboard import build_stats
-from webapp.documents import AlertView, MinuteStats, travel_hops
-from webapp.geo import plot_locations
-from webapp.ops import RedactCardNumbers, mask_pans
+from webapp.dashboard_stats import build_stats
+from webapp.data.documents import AlertView, MinuteStats, travel_hops
+from webapp.location_plot import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,
@@ -26,6 +25,7 @@ from webapp.queries import (
     single_values,
 )
 from webapp.settings import SettingsError, WebappSettings
+from webapp.views.ops import RedactCardNumbers, mask_pans
 
 TOKENIZER = CardTokenizer("unit-test-key")
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -1,7 +1,7 @@
 """Login, logout and the access rules every request passes through.
 
 Everything needs a signed-in user except the allowlist (``PUBLIC_ENDPOINTS``); the JSON API
-also accepts ``Authorization: Bearer`` tokens (see ``webapp.api``). Roles: ``viewer`` reads,
+also accepts ``Authorization: Bearer`` tokens (see ``webapp.views.api``). Roles: ``viewer`` reads,
 ``analyst`` also changes alert statuses.
 """
 
@@ -25,8 +25,8 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from webapp.data.users import User
 from webapp.services import services
-from webapp.users import User
 
 bp = Blueprint("auth", __name__)
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fraudwatch.vocabulary import OUTCOMES, RULE_NAMES, SEVERITIES
-from webapp.documents import MinuteStats, rfc3339
+from webapp.data.documents import MinuteStats, rfc3339
 
 
 def minute_floor(ts: datetime) -> datetime:

@@ -25,8 +25,8 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.database import Database
 
-from webapp.documents import as_utc, rfc3339
-from webapp.read_cache import ReadCache
+from webapp.data.documents import as_utc, rfc3339
+from webapp.data.read_cache import ReadCache
 
 Doc = dict[str, Any]
 

@@ -14,10 +14,13 @@ from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from fraudwatch.vocabulary import STATUSES
-from webapp.auth import current_user, load_session_user
-from webapp.console import remember_own_write, stats_payload, validate_comment
+from webapp.data.store import (
+    MAX_COMMENT_CHARS,
+    AlertNotFound,
+    DispositionConflict,
+    TransitionNotAllowed,
+)
 from webapp.dispositions import record_disposition
-from webapp.model_health import model_health_answer, models_answer
 from webapp.queries import (
     LIST_PARAMS,
     InvalidParameter,
@@ -27,12 +30,9 @@ from webapp.queries import (
     single_values,
 )
 from webapp.services import services
-from webapp.store import (
-    MAX_COMMENT_CHARS,
-    AlertNotFound,
-    DispositionConflict,
-    TransitionNotAllowed,
-)
+from webapp.views.auth import current_user, load_session_user
+from webapp.views.console import remember_own_write, stats_payload, validate_comment
+from webapp.views.model_health import model_health_answer, models_answer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -187,11 +187,11 @@ def stats() -> ResponseReturnValue:
 
 @bp.get("/v1/models")
 def models() -> ResponseReturnValue:
-    """The trainer's model versions (issue #12); see ``webapp.model_health``."""
+    """The trainer's model versions (issue #12); see ``webapp.views.model_health``."""
     return jsonify(models_answer(services()))
 
 
 @bp.get("/v1/model-health")
 def model_health() -> ResponseReturnValue:
-    """Daily model health and the drift alarm (issue #12); see ``webapp.model_health``."""
+    """Daily model health and the drift alarm (issue #12); see ``webapp.views.model_health``."""
     return jsonify(model_health_answer(services()))

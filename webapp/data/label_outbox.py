@@ -6,7 +6,7 @@ the same alert publishes a later label with a later ``reported_at``, which overr
 
 No label may be lost, and none may be sent for a disposition that did not happen. So each
 label is first written to ``label_outbox`` as an *intent* with a unique id; the disposition's
-audit entry (the compare-and-set, ``webapp.store``) carries that id; then the outbox is
+audit entry (the compare-and-set, ``webapp.data.store``) carries that id; then the outbox is
 delivered. An outbox entry is sent only when the audit entry ``<alert id>:<version>`` names
 it, and dropped when that entry names another label or, after :data:`INTENT_GRACE`, does
 not exist (the request died before its compare-and-set). Delivered entries are deleted.
@@ -33,8 +33,8 @@ from pymongo.database import Database
 from fraudwatch.alert_store import DISPOSITIONS
 from fraudwatch.contract import FraudLabel, format_ts
 from fraudwatch.vocabulary import LabelSource, LabelValue
-from webapp.documents import AlertView, as_utc
-from webapp.label_producer import LabelProducer
+from webapp.data.documents import AlertView, as_utc
+from webapp.data.label_producer import LabelProducer
 
 Doc = dict[str, Any]
 

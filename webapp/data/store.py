@@ -25,13 +25,13 @@ from pymongo.errors import DuplicateKeyError
 
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
 from fraudwatch.vocabulary import OUTCOMES, STATUSES, TRANSITIONS
-from webapp.documents import (
+from webapp.data.documents import (
     AlertView,
     DispositionView,
     MinuteStats,
 )
+from webapp.data.read_cache import ReadCache
 from webapp.queries import AlertQuery
-from webapp.read_cache import ReadCache
 
 Doc = dict[str, Any]
 

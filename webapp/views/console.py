@@ -1,5 +1,5 @@
 """The analyst console's pages: the live queue, an alert's detail and dispositions, and the
-dashboard. Every page requires a signed-in user (``webapp.auth.require_login``)."""
+dashboard. Every page requires a signed-in user (``webapp.views.auth.require_login``)."""
 
 from __future__ import annotations
 
@@ -23,11 +23,18 @@ from werkzeug.wrappers import Response as BaseResponse
 from fraudwatch.cards import contains_pan
 from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
-from webapp.auth import SESSION_USER, analyst_required, current_user
-from webapp.dashboard import build_stats, minute_floor
+from webapp.dashboard_stats import build_stats, minute_floor
+from webapp.data.documents import AlertView, travel_hops
+from webapp.data.read_cache import set_reads_not_before
+from webapp.data.store import (
+    MAX_COMMENT_CHARS,
+    AlertNotFound,
+    AlertPage,
+    DispositionConflict,
+    TransitionNotAllowed,
+)
 from webapp.dispositions import record_disposition
-from webapp.documents import AlertView, travel_hops
-from webapp.geo import plot_locations
+from webapp.location_plot import plot_locations
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,
@@ -40,15 +47,8 @@ from webapp.queries import (
     parse_whole_number,
     single_values,
 )
-from webapp.read_cache import set_reads_not_before
 from webapp.services import Services, services
-from webapp.store import (
-    MAX_COMMENT_CHARS,
-    AlertNotFound,
-    AlertPage,
-    DispositionConflict,
-    TransitionNotAllowed,
-)
+from webapp.views.auth import SESSION_USER, analyst_required, current_user
 
 bp = Blueprint("console", __name__)
 

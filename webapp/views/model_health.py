@@ -1,7 +1,7 @@
 """Model health in the console (issue #12, item 6): the ``/model`` page, the drift banner
 every page shows, the JSON the API serves and the Prometheus gauges.
 
-Everything reads through :class:`webapp.model_registry.ModelRegistry`, whose cache keeps the
+Everything reads through :class:`webapp.data.model_registry.ModelRegistry`, whose cache keeps the
 answers for ``WEBAPP_MODEL_CACHE_S``: the banner on every page and each ``/metrics`` scrape
 cost a dictionary lookup, and at most one small query per process per TTL.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Flask, render_template, request
 from pymongo.errors import PyMongoError
 
-from webapp.model_registry import (
+from webapp.data.model_registry import (
     DEFAULT_DAYS,
     DEFAULT_VERSIONS,
     MAX_DAYS,
@@ -52,7 +52,7 @@ def model_page() -> str:
     return render_template("model.html", model=page_payload(svc))
 
 
-# --- JSON API (routes in webapp.api, which owns authentication) ---------------------------------
+# --- JSON API (routes in webapp.views.api, which owns authentication) -----------------------------
 
 
 def models_answer(svc: Services) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 from werkzeug.exceptions import HTTPException
 
 from fraudwatch.cards import PAN_PATTERN, luhn_valid
-from webapp.auth import current_user
-from webapp.model_health import update_model_gauges
 from webapp.queries import InvalidParameter
 from webapp.services import services
+from webapp.views.auth import current_user
+from webapp.views.model_health import update_model_gauges
 
 bp = Blueprint("ops", __name__)
 
