@@ -3,7 +3,7 @@
     .venv/bin/python bench/webapp_queries.py [--alerts 50000] [--runs 30] [--keep]
         [--database NAME]   # time a database kept by an earlier run, without seeding
 
-Alerts are built with the shared contract (``Alert.to_mongo_doc``, via
+Alerts are built with the shared contract and ``alert_store.alert_document`` (via
 ``devtools.demo_data``) into a scratch database. The bulk of them is loaded with
 ``insert_many`` and the last 100 with ``write_alerts`` (the dataflow's upsert path): on
 FerretDB v1 every *new* upsert scans the collection (~0.2 s at 10k documents), so 50,000

@@ -71,7 +71,7 @@ from dataflows.steps.shards import (
     merchant_shard_of,
 )
 from dataflows.validation import RawRecord, RecordValidator
-from fraudwatch.alert_store import ALERT_STATS, ALERTS
+from fraudwatch.alert_store import ALERT_STATS, ALERTS, alert_document
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import Alert, CardEvent, DeadLetter, LabelEvent, format_ts
 
@@ -197,7 +197,7 @@ def _alert_of(o: Outcome) -> Alert | None:
 
 
 def _alert_doc(a: Alert) -> tuple[str, dict[str, Any]]:
-    return (ALERTS, a.to_mongo_doc())
+    return (ALERTS, alert_document(a))
 
 
 def _alert_message(a: Alert) -> OutMessage:

@@ -1,5 +1,6 @@
-"""Synthetic alerts built with the shared contract (``Alert.to_mongo_doc``), for the console's
-``seed-demo`` command, the web and browser tests and the query benchmarks.
+"""Synthetic alerts built with the shared contract and stored as the dataflow stores them
+(``alert_store.alert_document``), for the console's ``seed-demo`` command, the web and
+browser tests and the query benchmarks.
 
 They are written with the dataflow's own store code (``write_alerts``, ``write_stats``),
 so the documents have exactly the shape the dataflow produces, plus ``evidence_txns``.
@@ -14,7 +15,14 @@ from typing import Any
 
 from pymongo.database import Database
 
-from fraudwatch.alert_store import ALERT_STATS, ALERTS, minute_id, write_alerts, write_stats
+from fraudwatch.alert_store import (
+    ALERT_STATS,
+    ALERTS,
+    alert_document,
+    minute_id,
+    write_alerts,
+    write_stats,
+)
 from fraudwatch.cards import CardTokenizer, luhn_check_digit, mask_pan
 from fraudwatch.contract import Alert, CardEvent, Reason, alert_id_for, format_ts
 
@@ -148,7 +156,7 @@ def make_alert_doc(
         ruleset_version="demo-1",
         detected_at=int((detected_at or ts + timedelta(seconds=2)).timestamp() * 1000),
     )
-    doc = alert.to_mongo_doc()
+    doc = alert_document(alert)
     return doc
 
 

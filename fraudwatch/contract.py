@@ -89,6 +89,11 @@ def format_ts(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def format_ts_or_none(ts: datetime | None) -> str | None:
+    """``format_ts``, or ``None`` for a time that is not known."""
+    return None if ts is None else format_ts(ts)
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -323,36 +328,6 @@ class Alert:
             "source_ts": e.source_ts,
             "status": "open",
         }
-
-    def to_mongo_doc(self) -> dict[str, Any]:
-        """The MongoDB document: ``_id`` = alert id, times as BSON dates, rule names indexed."""
-        doc = self.to_json_dict()
-        doc["_id"] = doc.pop("alert_id")
-        doc["timestamp"] = datetime.fromtimestamp(self.event.ts / 1000, UTC)
-        doc["detected_at"] = datetime.fromtimestamp(self.detected_at / 1000, UTC)
-        doc["rules"] = [r.rule for r in self.reasons]
-        doc["card_last4"] = self.event.card_masked[-4:]
-        doc["queue_key"] = queue_key(self.event.ts, self.score, self.alert_id)
-        return doc
-
-
-QUEUE_KEY_SCORE_DIGITS = 7  # the score in millionths, 0000000..1000000
-
-
-def queue_key(ts_ms: int, score: float | None, alert_id: str) -> str:
-    """The console's queue order as one string: ``<UTC day>_<score in millionths>_<alert id>``.
-
-    Sorting it descending lists the newest event day first and, within a day, the highest
-    score first (ties by id), which is the order the analysts work in (issue #12: the alert
-    budget picks the day's best cards). One string field makes it one index key and one
-    range condition for cursor pagination on MongoDB and on the patched FerretDB (which
-    pushes string ranges down, not ``$or`` nor doubles). A missing or non-finite score sorts
-    as 0.
-    """
-    day = datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
-    s = score if score is not None and math.isfinite(score) else 0.0
-    millionths = round(min(max(s, 0.0), 1.0) * 1_000_000)
-    return f"{day}_{millionths:0{QUEUE_KEY_SCORE_DIGITS}d}_{alert_id}"
 
 
 def alert_id_for(card_token: str, transaction_id: str) -> str:

@@ -13,21 +13,10 @@ from typing import Any
 
 import orjson
 
-_REQUIRED = (
-    "transaction_id",
-    "timestamp",
-    "card_number",
-    "account_id",
-    "amount",
-    "currency",
-    "merchant_id",
-    "merchant_name",
-    "merchant_category",
-    "channel",
-    "latitude",
-    "longitude",
-    "country",
-)
+from fraudwatch.contract import Transaction
+
+# The contract's required fields, in its order (a seeded run picks the same field each time).
+_REQUIRED = tuple(name for name, f in Transaction.model_fields.items() if f.is_required())
 
 
 def _invalid_json(rng: random.Random, txn: dict[str, Any]) -> bytes:

@@ -16,7 +16,7 @@ from itertools import accumulate
 from typing import Any
 
 from fraudwatch.cards import luhn_check_digit
-from producer.geo import CITIES, COUNTRIES, City, minor_units, offset_km, units_per_eur
+from producer.world import CITIES, COUNTRIES, City, minor_units, offset_km, units_per_eur
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from itertools import accumulate
 
 from fraudwatch.geo import haversine_km
-from producer.geo import CITIES, cash_unit, offset_km
 from producer.population import Card, Merchant, Population
 from producer.records import CardState, Planned
+from producer.world import CITIES, cash_unit, offset_km
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS

@@ -40,10 +40,10 @@ import orjson
 
 from fraudwatch.geo import haversine_km
 from producer import malformed
-from producer.geo import CITIES
 from producer.population import Card, Population
 from producer.records import MALFORMED, CardState, Label, Planned, Record
 from producer.scenarios import PROFILES, SCENARIOS, StoryKit, expected_fraud_per_story
+from producer.world import CITIES
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS

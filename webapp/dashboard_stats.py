@@ -6,8 +6,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from fraudwatch.alert_store import MinuteStats
+from fraudwatch.contract import format_ts_or_none
 from fraudwatch.vocabulary import OUTCOMES, RULE_NAMES, SEVERITIES
-from webapp.data.documents import MinuteStats, rfc3339
 
 
 def minute_floor(ts: datetime) -> datetime:
@@ -31,7 +32,7 @@ def build_stats(
         m = by_minute.get(t)
         series.append(
             {
-                "minute": rfc3339(t),
+                "minute": format_ts_or_none(t),
                 "transactions": m.transactions if m else 0,
                 "alerts": m.alerts if m else 0,
                 "late": m.late if m else 0,
@@ -56,8 +57,8 @@ def build_stats(
             }
         )
     return {
-        "since": rfc3339(since),
-        "until": rfc3339(until),
+        "since": format_ts_or_none(since),
+        "until": format_ts_or_none(until),
         "minutes": series,
         "totals": {
             "transactions": transactions,
@@ -69,6 +70,6 @@ def build_stats(
         },
         "by_severity": severity,
         "by_rule": rules_total,
-        "outcomes_since": rfc3339(outcome_since),
+        "outcomes_since": format_ts_or_none(outcome_since),
         "outcomes": precision,
     }

@@ -14,8 +14,8 @@ from typing import Literal
 
 from pymongo.errors import PyMongoError
 
+from fraudwatch.alert_store import AlertView, DispositionView
 from fraudwatch.vocabulary import STATUS_LABELS
-from webapp.data.documents import AlertView, DispositionView
 from webapp.data.label_outbox import (
     LABEL_FOR_STATUS,
     LabelPublisher,

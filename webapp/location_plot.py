@@ -11,7 +11,9 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from fraudwatch.alert_store import AlertView
 from fraudwatch.geo import haversine_km
 
 
@@ -83,3 +85,41 @@ def plot_locations(
             PlotLeg(a.x, a.y, b.x, b.y, round((a.x + b.x) / 2, 1), round((a.y + b.y) / 2, 1), km)
         )
     return LocationPlot(width, height, tuple(placed), tuple(legs))
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """The move between two consecutive card locations: distance and implied speed."""
+
+    from_label: str
+    to_label: str
+    km: float
+    hours: float | None
+
+    @property
+    def kmh(self) -> float | None:
+        if self.hours is None or self.hours <= 0:
+            return None
+        return self.km / self.hours
+
+
+def travel_hops(alert: AlertView) -> list[Hop]:
+    """Distances between the evidence transactions and the alerted one, in time order."""
+    points: list[tuple[datetime | None, str, float, float]] = []
+    for t in alert.evidence_txns:
+        if t.latitude is not None and t.longitude is not None:
+            when = t.timestamp.strftime("%H:%M") if t.timestamp else "?"
+            label = f"{when} {t.country}" + (
+                " (this)" if t.transaction_id == alert.transaction_id else ""
+            )
+            points.append((t.timestamp, label, t.latitude, t.longitude))
+    known = any(t.transaction_id == alert.transaction_id for t in alert.evidence_txns)
+    if alert.latitude is not None and alert.longitude is not None and not known:
+        label = f"{alert.timestamp.strftime('%H:%M')} {alert.country} (this)"
+        points.append((alert.timestamp, label, alert.latitude, alert.longitude))
+    points.sort(key=lambda p: p[0] or datetime.fromtimestamp(0, UTC))
+    hops = []
+    for a, b in itertools.pairwise(points):
+        hours = (b[0] - a[0]).total_seconds() / 3600 if a[0] and b[0] else None
+        hops.append(Hop(a[1], b[1], haversine_km(a[2], a[3], b[2], b[3]), hours))
+    return hops

@@ -48,7 +48,7 @@ def is_alert_id(value: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """A position in the queue order: the ``queue_key`` of the last row a page showed
-    (``<day>_<score in millionths>_<alert id>``, see ``fraudwatch.contract.queue_key``)."""
+    (``<day>_<score in millionths>_<alert id>``, see ``fraudwatch.alert_store.queue_key``)."""
 
     key: str
 

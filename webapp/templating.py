@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from flask import Flask
 from flask_wtf.csrf import generate_csrf
 
-from fraudwatch.contract import epoch_ms
+from fraudwatch.contract import epoch_ms, format_ts_or_none
 from fraudwatch.vocabulary import RULE_LABELS, RULE_NAMES, SEVERITIES, STATUS_LABELS, STATUSES
-from webapp.data.documents import rfc3339
 from webapp.views.ops import mask_pans
 
 
@@ -61,7 +60,7 @@ def register_template_helpers(app: Flask) -> None:
         score=format_score,
         km=format_km,
         pct=format_pct,
-        rfc3339=rfc3339,
+        rfc3339=format_ts_or_none,
         epoch_ms=epoch_ms,
         mask_pans=mask_pans,
     )

@@ -28,7 +28,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from dataflows.detection.detector import Outcome
 from dataflows.io import prometheus
-from fraudwatch.alert_store import NEW_MINUTE, minute_id
+from fraudwatch.alert_store import stats_document
 
 MinuteCounts = dict[str, Any]  # {"transactions", "alerts", "late", "duplicates", "by_rule", ...}
 
@@ -83,21 +83,6 @@ def merge_into(total: MinuteCounts, delta: MinuteCounts) -> None:
         t = total[k]
         for name, n in delta[k].items():
             t[name] = t.get(name, 0) + n
-
-
-def to_doc(minute: int, counts: MinuteCounts) -> dict[str, Any]:
-    """The ``alert_stats`` document of one minute (complete counts, for ``$set``)."""
-    when = datetime.fromtimestamp(minute * 60, UTC)
-    return {
-        "_id": minute_id(when),
-        "minute": when,
-        "transactions": counts["transactions"],
-        "alerts": counts["alerts"],
-        "late": counts["late"],
-        "duplicates": counts["duplicates"],
-        "by_rule": dict(counts["by_rule"]),
-        "by_severity": dict(counts["by_severity"]),
-    }
 
 
 # (minute -> counts, minutes not yet written, minutes written at least once): the dirty set
@@ -176,11 +161,8 @@ class MinuteStatsLogic(StatefulBatchLogic[StatsDelta, dict[str, Any], StatsSnaps
     def _emit(self, minutes: Iterable[int]) -> list[dict[str, Any]]:
         docs = []
         for m in sorted(minutes):
-            doc = to_doc(m, self.minutes[m])
-            if m not in self.written:
-                doc[NEW_MINUTE] = True
-                self.written.add(m)
-            docs.append(doc)
+            docs.append(stats_document(m, self.minutes[m], new=m not in self.written))
+            self.written.add(m)
             self.dirty.discard(m)
         self.due = self.clock() + self.flush if self.dirty else None
         floor = self._floor(self.clock())

@@ -25,6 +25,7 @@ from dataflows.detection.detector import Detector
 from dataflows.detection.ruleset import load_ruleset
 from dataflows.detection.state import CardHistory
 from dataflows.validation import RawRecord, RecordValidator
+from fraudwatch.alert_store import alert_document
 from fraudwatch.cards import CardTokenizer, luhn_valid
 from fraudwatch.contract import (
     MAX_MESSAGE_BYTES,
@@ -169,7 +170,7 @@ def check(raw: bytes | None) -> None:
         outcome = DETECTOR.process(CardHistory(), out, 0)
         if outcome.alert is not None:
             orjson.dumps(outcome.alert.to_json_dict())
-            bson.encode(outcome.alert.to_mongo_doc())
+            bson.encode(alert_document(outcome.alert))
     else:
         assert out.reason in REASONS
         assert out.detail.strip()

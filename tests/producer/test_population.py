@@ -10,8 +10,8 @@ from dataflows.detection.ruleset import DEFAULT_RULES_FILE, load_ruleset
 from fraudwatch.cards import luhn_valid
 from fraudwatch.geo import haversine_km
 from fraudwatch.vocabulary import EXCHANGE_RATES
-from producer.geo import CITIES, COUNTRIES, units_per_eur
 from producer.population import Population, build_population
+from producer.world import CITIES, COUNTRIES, units_per_eur
 
 
 def test_same_seed_builds_the_same_population() -> None:

@@ -11,7 +11,6 @@ from dataclasses import replace
 import pytest
 
 from fraudwatch.geo import haversine_km
-from producer.geo import units_per_eur
 from producer.population import Population
 from producer.records import CardState, Planned
 from producer.scenarios import (
@@ -36,6 +35,7 @@ from producer.scenarios import (
     plan_compromised_merchant,
     plan_impossible_travel,
 )
+from producer.world import units_per_eur
 from tests.producer.conftest import START_MS
 
 Plan = list[tuple[int, Planned]]

@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from fraudwatch.contract import format_ts, parse_transaction
 from fraudwatch.geo import haversine_km
-from producer.geo import CITIES, units_per_eur
 from producer.population import Population
 from producer.records import MALFORMED, Record
 from producer.scenarios import SCENARIO_NAMES
 from producer.traffic import DAY_MS, TimestampFormatter, TrafficConfig, TrafficSimulator
+from producer.world import CITIES, units_per_eur
 from tests.producer.conftest import START_MS
 
 Make = Callable[..., list[Record]]

@@ -17,9 +17,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
-from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
+from fraudwatch.alert_store import ALERTS, ensure_indexes, queue_key, write_alerts
 from fraudwatch.cards import CardTokenizer
-from fraudwatch.contract import epoch_ms, queue_key
+from fraudwatch.contract import epoch_ms
 from webapp import create_app
 from webapp.settings import WebappSettings
 

@@ -18,8 +18,8 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_play
 from werkzeug.serving import make_server
 
 from devtools.demo_data import seed_demo
-from fraudwatch.alert_store import ALERTS, write_alerts
-from fraudwatch.contract import epoch_ms, queue_key
+from fraudwatch.alert_store import ALERTS, queue_key, write_alerts
+from fraudwatch.contract import epoch_ms
 
 from .conftest import PASSWORD, Clock, build_app, make_user
 from .model_factories import seed_registry

@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 
 from devtools.demo_data import demo_pan
-from fraudwatch.alert_store import ALERTS, DISPOSITIONS, ensure_indexes
+from fraudwatch.alert_store import ALERTS, DISPOSITIONS, AlertView, ensure_indexes
 from fraudwatch.contract import FraudLabel, format_ts, parse_label
 from tests.integration.pipeline import consume_all, free_port
-from webapp.data.documents import AlertView
 from webapp.data.label_outbox import LABEL_OUTBOX, OutboxEntry, label_for
 from webapp.data.store import DispositionConflict
 from webapp.dispositions import record_disposition

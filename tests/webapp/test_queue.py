@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from devtools.demo_data import demo_pan
-from fraudwatch.contract import epoch_ms, queue_key
+from fraudwatch.alert_store import queue_key
+from fraudwatch.contract import epoch_ms
 
 pytestmark = pytest.mark.integration
 

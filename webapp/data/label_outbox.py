@@ -30,10 +30,9 @@ from pydantic import ValidationError
 from pymongo import ASCENDING, IndexModel
 from pymongo.database import Database
 
-from fraudwatch.alert_store import DISPOSITIONS
+from fraudwatch.alert_store import DISPOSITIONS, AlertView, as_utc
 from fraudwatch.contract import FraudLabel, format_ts
 from fraudwatch.vocabulary import LabelSource, LabelValue
-from webapp.data.documents import AlertView, as_utc
 from webapp.data.label_producer import LabelProducer
 
 Doc = dict[str, Any]

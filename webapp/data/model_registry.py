@@ -25,7 +25,8 @@ from typing import Any
 from pymongo import DESCENDING
 from pymongo.database import Database
 
-from webapp.data.documents import as_utc, rfc3339
+from fraudwatch.alert_store import as_utc
+from fraudwatch.contract import format_ts_or_none
 from webapp.data.read_cache import ReadCache
 
 Doc = dict[str, Any]
@@ -157,7 +158,7 @@ class ModelVersion:
             "version": self.version,
             "kind": self.kind,
             "status": self.status,
-            "trained_at": rfc3339(self.trained_at),
+            "trained_at": format_ts_or_none(self.trained_at),
             "effective_day": self.effective_day,
             "training_window": {"from": self.window_from, "to": self.window_to},
             "features": list(self.features),
@@ -236,7 +237,7 @@ class HealthDay:
             "day_ap": self.day_ap,
             "validation_ap": self.validation_ap,
             "drift": self.drift,
-            "updated_at": rfc3339(self.updated_at),
+            "updated_at": format_ts_or_none(self.updated_at),
         }
 
 

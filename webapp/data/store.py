@@ -17,54 +17,17 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING
 from pymongo.collection import Collection
 from pymongo.cursor import Cursor
 from pymongo.database import Database
 from pymongo.errors import DuplicateKeyError
 
-from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, ensure_indexes
+from fraudwatch.alert_store import AlertView, DispositionView, Doc, MinuteStats, schema
 from fraudwatch.vocabulary import OUTCOMES, STATUSES, TRANSITIONS
-from webapp.data.documents import (
-    AlertView,
-    DispositionView,
-    MinuteStats,
-)
 from webapp.data.read_cache import ReadCache
 from webapp.queries import AlertQuery
 
-Doc = dict[str, Any]
-
-QUEUE_SORT = [("queue_key", DESCENDING)]
-QUEUE_SORT_UP = [("queue_key", ASCENDING)]
-# What a queue row needs; reasons and evidence stay on the server until the detail page.
-QUEUE_FIELDS = {
-    name: 1
-    for name in (
-        "timestamp",
-        "queue_key",
-        "detected_at",
-        "status",
-        "severity",
-        "score",
-        "card_token",
-        "card_masked",
-        "card_last4",
-        "account_id",
-        "amount",
-        "currency",
-        "merchant_id",
-        "merchant_name",
-        "merchant_category",
-        "channel",
-        "country",
-        "rules",
-        "transaction_id",
-        "status_changed_at",
-        "status_changed_by",
-        "status_version",
-    )
-}
 MAX_COMMENT_CHARS = 2000
 
 
@@ -123,11 +86,11 @@ class AlertStore:
     ) -> None:
         self._db = db
         # maxTimeMS on every read: the server stops a slow view and pymongo raises
-        # ExecutionTimeout, which the console turns into a message (webapp.ops).
+        # ExecutionTimeout, which the console turns into a message (webapp.views.ops).
         self.time_limit_ms = time_limit_ms
-        self._alerts = db[ALERTS]
-        self._stats = db[ALERT_STATS]
-        self._dispositions = db[DISPOSITIONS]
+        self._alerts = db[schema.ALERTS]
+        self._stats = db[schema.ALERT_STATS]
+        self._dispositions = db[schema.DISPOSITIONS]
         self.queue_window = queue_window
         # Disabled unless given: exact reads by default (the CLI, benches); the console passes
         # one sized by WEBAPP_READ_CACHE_S.
@@ -153,7 +116,7 @@ class AlertStore:
             return
         with self._lock:
             if not self._indexes_ready:
-                ensure_indexes(self._db)
+                schema.ensure_indexes(self._db)
                 self._indexes_ready = True
 
     # --- queue -------------------------------------------------------------------------------
@@ -174,13 +137,17 @@ class AlertStore:
         flt = query.mongo_filter(now, self.queue_window)
         if query.after is not None:
             # Newer page: walk the same index upwards from the cursor, then flip.
-            cursor = self._find(self._alerts, flt, QUEUE_FIELDS).sort(QUEUE_SORT_UP)
+            cursor = self._find(self._alerts, flt, schema.QUEUE_FIELDS).sort(schema.QUEUE_SORT_UP)
             docs = list(cursor.limit(limit + 1))
             if len(docs) <= limit:
                 return self._load_page(query.first_page(), limit, now)
             rows = [AlertView.from_doc(d) for d in reversed(docs[:limit])]
             return AlertPage(rows, older=rows[-1].cursor, newer=rows[0].cursor, is_first=False)
-        docs = list(self._find(self._alerts, flt, QUEUE_FIELDS).sort(QUEUE_SORT).limit(limit + 1))
+        docs = list(
+            self._find(self._alerts, flt, schema.QUEUE_FIELDS)
+            .sort(schema.QUEUE_SORT)
+            .limit(limit + 1)
+        )
         rows = [AlertView.from_doc(d) for d in docs[:limit]]
         older = rows[-1].cursor if len(docs) > limit and rows else None
         if query.before is None:
@@ -207,7 +174,9 @@ class AlertStore:
         counts = {}
         for status in STATUSES:
             flt = replace(query, status=status).mongo_filter(now, self.queue_window)
-            reply = self._db.command("count", ALERTS, query=flt, maxTimeMS=self.time_limit_ms)
+            reply = self._db.command(
+                "count", schema.ALERTS, query=flt, maxTimeMS=self.time_limit_ms
+            )
             counts[status] = int(reply["n"])
         return counts
 
@@ -237,8 +206,8 @@ class AlertStore:
         return self.read_cache.get_or_load(key, lambda: self._load_card_history(card_token, limit))
 
     def _load_card_history(self, card_token: str, limit: int) -> list[AlertView]:
-        cursor = self._find(self._alerts, {"card_token": card_token}, QUEUE_FIELDS)
-        rows = [AlertView.from_doc(d) for d in cursor.sort(QUEUE_SORT).limit(limit)]
+        cursor = self._find(self._alerts, {"card_token": card_token}, schema.QUEUE_FIELDS)
+        rows = [AlertView.from_doc(d) for d in cursor.sort(schema.QUEUE_SORT).limit(limit)]
         return sorted(rows, key=lambda a: (a.timestamp, a.alert_id), reverse=True)
 
     def dispositions(self, alert_id: str) -> list[DispositionView]:
@@ -275,7 +244,7 @@ class AlertStore:
         sees the change.
 
         ``label`` and ``label_id`` (a verdict's fraud label and its outbox entry, see
-        ``webapp.labels``) are written into the same audit entry, so the label belongs to
+        ``webapp.data.label_outbox``) are written into the same audit entry, so the label belongs to
         the disposition exactly when the compare-and-set wins.
 
         Raises:

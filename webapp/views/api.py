@@ -13,6 +13,8 @@ from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from fraudwatch.alert_store import AlertView, DispositionView
+from fraudwatch.contract import format_ts_or_none
 from fraudwatch.vocabulary import STATUSES
 from webapp.data.store import (
     MAX_COMMENT_CHARS,
@@ -107,7 +109,7 @@ def list_alerts() -> ResponseReturnValue:
     query = parse_alert_query(values, svc.tokenizer)
     page = svc.alerts.page(query, limit, svc.now())
     return jsonify(
-        alerts=[a.to_api() for a in page.alerts],
+        alerts=[alert_json(a) for a in page.alerts],
         next_cursor=page.older,
         count=len(page.alerts),
     )
@@ -121,10 +123,10 @@ def get_alert(alert_id: str) -> ResponseReturnValue:
     if alert is None:
         abort(404, description="There is no alert with this id.")
     return jsonify(
-        alert=alert.to_api(detail=True),
-        dispositions=[d.to_api() for d in svc.alerts.dispositions(alert.alert_id)],
+        alert=alert_json(alert, detail=True),
+        dispositions=[disposition_json(d) for d in svc.alerts.dispositions(alert.alert_id)],
         card_alerts=[
-            a.to_api()
+            alert_json(a)
             for a in svc.alerts.card_history(alert.card_token, limit=50)
             if a.alert_id != alert.alert_id
         ],
@@ -170,8 +172,8 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
     svc.metrics.dispositions.labels(req.to, "ok").inc()
     alert = svc.alerts.get(alert_id)
     return jsonify(
-        alert=alert.to_api(detail=True) if alert else None,
-        disposition=done.entry.to_api(),
+        alert=alert_json(alert, detail=True) if alert else None,
+        disposition=disposition_json(done.entry),
         label=done.label.to_api() if done.label else None,
         message=done.message,
     )
@@ -195,3 +197,68 @@ def models() -> ResponseReturnValue:
 def model_health() -> ResponseReturnValue:
     """Daily model health and the drift alarm (issue #12); see ``webapp.views.model_health``."""
     return jsonify(model_health_answer(services()))
+
+
+def alert_json(a: AlertView, *, detail: bool = False) -> dict[str, Any]:
+    """An alert as the API returns it (times in RFC 3339 UTC); ``detail`` adds reasons,
+    evidence and the disposition fields."""
+    out: dict[str, Any] = {
+        "id": a.alert_id,
+        "transaction_id": a.transaction_id,
+        "timestamp": format_ts_or_none(a.timestamp),
+        "detected_at": format_ts_or_none(a.detected_at),
+        "status": a.status,
+        "severity": a.severity,
+        "score": a.score,
+        "card_masked": a.card_masked,
+        "card_token": a.card_token,
+        "card_last4": a.card_last4,
+        "account_id": a.account_id,
+        "amount": a.amount,
+        "currency": a.currency,
+        "merchant_id": a.merchant_id,
+        "merchant_name": a.merchant_name,
+        "merchant_category": a.merchant_category,
+        "channel": a.channel,
+        "country": a.country,
+        "rules": list(a.rules),
+    }
+    if detail:
+        out.update(
+            latitude=a.latitude,
+            longitude=a.longitude,
+            reasons=[{"rule": r.rule, "score": r.score, "detail": r.detail} for r in a.reasons],
+            evidence=list(a.evidence),
+            evidence_txns=[
+                {
+                    "transaction_id": t.transaction_id,
+                    "timestamp": format_ts_or_none(t.timestamp),
+                    "amount_base": t.amount_base,
+                    "latitude": t.latitude,
+                    "longitude": t.longitude,
+                    "country": t.country,
+                    "channel": t.channel,
+                }
+                for t in a.evidence_txns
+            ],
+            ruleset_version=a.ruleset_version,
+            model_version=a.model_version or None,
+            base_currency=a.base_currency,
+            late=a.late,
+            status_changed_at=format_ts_or_none(a.status_changed_at),
+            status_changed_by=a.status_changed_by or None,
+            status_version=a.status_version,
+        )
+    return out
+
+
+def disposition_json(d: DispositionView) -> dict[str, Any]:
+    """One audit entry as the API returns it."""
+    return {
+        "at": format_ts_or_none(d.at),
+        "user": d.user,
+        "from": d.from_status,
+        "to": d.to_status,
+        "comment": d.comment,
+        "label": d.label,
+    }

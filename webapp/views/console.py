@@ -20,11 +20,11 @@ from flask import (
 )
 from werkzeug.wrappers import Response as BaseResponse
 
+from fraudwatch.alert_store import AlertView
 from fraudwatch.cards import contains_pan
 from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
 from webapp.dashboard_stats import build_stats, minute_floor
-from webapp.data.documents import AlertView, travel_hops
 from webapp.data.read_cache import set_reads_not_before
 from webapp.data.store import (
     MAX_COMMENT_CHARS,
@@ -34,7 +34,7 @@ from webapp.data.store import (
     TransitionNotAllowed,
 )
 from webapp.dispositions import record_disposition
-from webapp.location_plot import plot_locations
+from webapp.location_plot import plot_locations, travel_hops
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,

@@ -1,4 +1,5 @@
-"""The local stack: a real Kafka broker and a real MongoDB-protocol server (FerretDB)."""
+"""``devtools.stack``: a real Kafka broker and a real MongoDB-protocol server (FerretDB),
+started, checked and stopped the way `make up` / `make test` do."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 from devtools.stack import TOPICS, LocalStack, StackConfig, StackError, _pid_alive
 from fraudwatch import clients
 from tests.integration.pipeline import free_port
+
+pytestmark = pytest.mark.integration
 
 
 def test_kafka_round_trip_keeps_order_and_keys(bootstrap: str, make_topic) -> None:
@@ -130,32 +133,3 @@ def test_a_taken_port_gives_a_clear_error(tmp_path: Path) -> None:
         stack = LocalStack(StackConfig(data_dir=tmp_path, mongo_port=port))
         with pytest.raises(StackError, match=f"port {port} .* is taken"):
             stack.start_mongo()
-
-
-def test_ensure_indexes_replaces_an_index_whose_definition_changed(mongo_db) -> None:
-    from fraudwatch.alert_store import ensure_indexes
-
-    mongo_db["alerts"].create_index([("severity", 1)], name="by_severity")  # an old release's
-    ensure_indexes(mongo_db)
-    ensure_indexes(mongo_db)  # idempotent afterwards
-    info = mongo_db["alerts"].index_information()
-    assert info["by_severity"]["key"] == [("severity", 1), ("queue_key", -1)]
-
-
-def test_stats_first_writes_insert_and_a_replayed_first_write_still_rewrites(mongo_db) -> None:
-    from fraudwatch.alert_store import NEW_MINUTE, write_stats
-
-    coll = mongo_db["alert_stats"]
-    write_stats(coll, [{"_id": "m1", "transactions": 5, NEW_MINUTE: True}])
-    write_stats(coll, [{"_id": "m1", "transactions": 7}])
-    # After a crash the writer may not know it wrote m1 already: the insert collides and the
-    # complete counts still win.
-    write_stats(
-        coll,
-        [
-            {"_id": "m1", "transactions": 9, NEW_MINUTE: True},
-            {"_id": "m2", "transactions": 1, NEW_MINUTE: True},
-        ],
-    )
-    assert {d["_id"]: d["transactions"] for d in coll.find()} == {"m1": 9, "m2": 1}
-    assert NEW_MINUTE not in coll.find_one({"_id": "m2"})

@@ -1,24 +1,93 @@
-"""Typed, read-only views of the MongoDB documents the console shows.
+"""The shapes of the alert store's documents, both ways.
 
-The dataflow writes alerts; older documents may lack newer fields (``evidence_txns``), so every
-field is read defensively here, once, and templates and the API work with these objects.
-Untrusted text (merchant names, comments, reason details) stays text: templates escape it.
+Written by the dataflow: ``alert_document`` (an ``Alert`` as an ``alerts`` document, with the
+console's ``queue_key``) and ``stats_document`` (one event-time minute of ``alert_stats``).
+Read by the console: ``AlertView``, ``DispositionView`` and ``MinuteStats``. Older documents
+may lack newer fields (``evidence_txns``, ``queue_key``), so every field is read defensively
+here, once, and templates and the API work with these objects. Untrusted text (merchant names,
+comments, reason details) stays text: templates escape it.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from fraudwatch.contract import epoch_ms
-from fraudwatch.contract import queue_key as make_queue_key
-from fraudwatch.geo import haversine_km
+from fraudwatch.contract import Alert, epoch_ms
 from fraudwatch.vocabulary import TRANSITIONS
 
 Doc = dict[str, Any]
+
+# --- written by the dataflow ---------------------------------------------------------------
+
+
+def alert_document(alert: Alert) -> Doc:
+    """The ``alerts`` document: the ``fraud-alerts`` value with ``_id`` = alert id, times as
+    BSON dates, the rule names as an indexed array, the card's last four digits and the
+    queue key."""
+    doc = alert.to_json_dict()
+    doc["_id"] = doc.pop("alert_id")
+    doc["timestamp"] = datetime.fromtimestamp(alert.event.ts / 1000, UTC)
+    doc["detected_at"] = datetime.fromtimestamp(alert.detected_at / 1000, UTC)
+    doc["rules"] = [r.rule for r in alert.reasons]
+    doc["card_last4"] = alert.event.card_masked[-4:]
+    doc["queue_key"] = queue_key(alert.event.ts, alert.score, alert.alert_id)
+    return doc
+
+
+QUEUE_KEY_SCORE_DIGITS = 7  # the score in millionths, 0000000..1000000
+
+
+def queue_key(ts_ms: int, score: float | None, alert_id: str) -> str:
+    """The console's queue order as one string: ``<UTC day>_<score in millionths>_<alert id>``.
+
+    Sorting it descending lists the newest event day first and, within a day, the highest
+    score first (ties by id), which is the order the analysts work in (issue #12: the alert
+    budget picks the day's best cards). One string field makes it one index key and one
+    range condition for cursor pagination on MongoDB and on the patched FerretDB (which
+    pushes string ranges down, not ``$or`` nor doubles). A missing or non-finite score sorts
+    as 0.
+    """
+    day = datetime.fromtimestamp(ts_ms / 1000, UTC).strftime("%Y-%m-%d")
+    s = score if score is not None and math.isfinite(score) else 0.0
+    millionths = round(min(max(s, 0.0), 1.0) * 1_000_000)
+    return f"{day}_{millionths:0{QUEUE_KEY_SCORE_DIGITS}d}_{alert_id}"
+
+
+NEW_MINUTE = "_new"  # marker on a stats document its writer has not written before
+
+
+def minute_id(minute: datetime) -> str:
+    """The ``_id`` of an ``alert_stats`` document: the minute in RFC 3339, UTC."""
+    return minute.astimezone(UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def stats_document(minute: int, counts: dict[str, Any], *, new: bool = False) -> Doc:
+    """The ``alert_stats`` document of one minute (epoch minutes) from its complete counts
+    (``transactions``, ``alerts``, ``late``, ``duplicates``, ``by_rule``, ``by_severity``).
+
+    ``new`` marks a minute its writer has not written before, so ``write_stats`` inserts it
+    instead of rewriting it.
+    """
+    when = datetime.fromtimestamp(minute * 60, UTC)
+    doc: Doc = {
+        "_id": minute_id(when),
+        "minute": when,
+        "transactions": counts["transactions"],
+        "alerts": counts["alerts"],
+        "late": counts["late"],
+        "duplicates": counts["duplicates"],
+        "by_rule": dict(counts["by_rule"]),
+        "by_severity": dict(counts["by_severity"]),
+    }
+    if new:
+        doc[NEW_MINUTE] = True
+    return doc
+
+
+# --- read by the console -------------------------------------------------------------------
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -109,7 +178,7 @@ class AlertView:
     @property
     def cursor(self) -> str:
         """The pagination cursor that points just past this alert: its queue key."""
-        return self.queue_key or make_queue_key(epoch_ms(self.timestamp), self.score, self.alert_id)
+        return self.queue_key or queue_key(epoch_ms(self.timestamp), self.score, self.alert_id)
 
     @property
     def has_location(self) -> bool:
@@ -194,59 +263,6 @@ class AlertView:
             status_version=int(_float(doc, "status_version") or 0),
         )
 
-    def to_api(self, *, detail: bool = False) -> dict[str, Any]:
-        """The JSON form for ``/api/alerts`` (times in RFC 3339 UTC)."""
-        out: dict[str, Any] = {
-            "id": self.alert_id,
-            "transaction_id": self.transaction_id,
-            "timestamp": rfc3339(self.timestamp),
-            "detected_at": rfc3339(self.detected_at),
-            "status": self.status,
-            "severity": self.severity,
-            "score": self.score,
-            "card_masked": self.card_masked,
-            "card_token": self.card_token,
-            "card_last4": self.card_last4,
-            "account_id": self.account_id,
-            "amount": self.amount,
-            "currency": self.currency,
-            "merchant_id": self.merchant_id,
-            "merchant_name": self.merchant_name,
-            "merchant_category": self.merchant_category,
-            "channel": self.channel,
-            "country": self.country,
-            "rules": list(self.rules),
-        }
-        if detail:
-            out.update(
-                latitude=self.latitude,
-                longitude=self.longitude,
-                reasons=[
-                    {"rule": r.rule, "score": r.score, "detail": r.detail} for r in self.reasons
-                ],
-                evidence=list(self.evidence),
-                evidence_txns=[
-                    {
-                        "transaction_id": t.transaction_id,
-                        "timestamp": rfc3339(t.timestamp),
-                        "amount_base": t.amount_base,
-                        "latitude": t.latitude,
-                        "longitude": t.longitude,
-                        "country": t.country,
-                        "channel": t.channel,
-                    }
-                    for t in self.evidence_txns
-                ],
-                ruleset_version=self.ruleset_version,
-                model_version=self.model_version or None,
-                base_currency=self.base_currency,
-                late=self.late,
-                status_changed_at=rfc3339(self.status_changed_at),
-                status_changed_by=self.status_changed_by or None,
-                status_version=self.status_version,
-            )
-        return out
-
 
 @dataclass(frozen=True, slots=True)
 class DispositionView:
@@ -269,16 +285,6 @@ class DispositionView:
             comment=_str(doc, "comment"),
             label=_str(doc, "label") or None,
         )
-
-    def to_api(self) -> dict[str, Any]:
-        return {
-            "at": rfc3339(self.at),
-            "user": self.user,
-            "from": self.from_status,
-            "to": self.to_status,
-            "comment": self.comment,
-            "label": self.label,
-        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,48 +328,3 @@ class MinuteStats:
             by_rule=counts("by_rule"),
             by_severity=counts("by_severity"),
         )
-
-
-def rfc3339(ts: datetime | None) -> str | None:
-    """RFC 3339 in UTC with milliseconds, or ``None``."""
-    if ts is None:
-        return None
-    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, slots=True)
-class Hop:
-    """The move between two consecutive card locations: distance and implied speed."""
-
-    from_label: str
-    to_label: str
-    km: float
-    hours: float | None
-
-    @property
-    def kmh(self) -> float | None:
-        if self.hours is None or self.hours <= 0:
-            return None
-        return self.km / self.hours
-
-
-def travel_hops(alert: AlertView) -> list[Hop]:
-    """Distances between the evidence transactions and the alerted one, in time order."""
-    points: list[tuple[datetime | None, str, float, float]] = []
-    for t in alert.evidence_txns:
-        if t.latitude is not None and t.longitude is not None:
-            when = t.timestamp.strftime("%H:%M") if t.timestamp else "?"
-            label = f"{when} {t.country}" + (
-                " (this)" if t.transaction_id == alert.transaction_id else ""
-            )
-            points.append((t.timestamp, label, t.latitude, t.longitude))
-    known = any(t.transaction_id == alert.transaction_id for t in alert.evidence_txns)
-    if alert.latitude is not None and alert.longitude is not None and not known:
-        label = f"{alert.timestamp.strftime('%H:%M')} {alert.country} (this)"
-        points.append((alert.timestamp, label, alert.latitude, alert.longitude))
-    points.sort(key=lambda p: p[0] or datetime.fromtimestamp(0, UTC))
-    hops = []
-    for a, b in itertools.pairwise(points):
-        hours = (b[0] - a[0]).total_seconds() / 3600 if a[0] and b[0] else None
-        hops.append(Hop(a[1], b[1], haversine_km(a[2], a[3], b[2], b[3]), hours))
-    return hops
