@@ -17,9 +17,12 @@ AlertStatus = Literal["open", "investigating", "confirmed_fraud", "false_positiv
 STATUSES: tuple[str, ...] = get_args(AlertStatus)
 # The verdicts that close an investigation.
 OUTCOMES: tuple[str, ...] = ("confirmed_fraud", "false_positive", "dismissed")
-# The disposition state machine: which statuses an analyst may move an alert to from each one.
+# Not decided yet: a card's alerts in these statuses form its open case (docs/webapp.md, "Cases").
+UNDECIDED: tuple[str, ...] = ("open", "investigating")
+# The disposition state machine: which statuses an analyst may move an alert (or a case) to
+# from each one. A verdict is one step from ``open``; "investigating" stays available.
 TRANSITIONS: dict[str, tuple[str, ...]] = {
-    "open": ("investigating",),
+    "open": ("investigating", *OUTCOMES),
     "investigating": OUTCOMES,
     "confirmed_fraud": ("investigating",),
     "false_positive": ("investigating",),

@@ -19,6 +19,7 @@ from pymongo import MongoClient
 
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.clients import mongo_client
+from webapp.data.cases import CaseStore
 from webapp.data.label_outbox import LabelOutbox, LabelPublisher
 from webapp.data.label_producer import LabelProducer
 from webapp.data.model_registry import ModelRegistry
@@ -51,6 +52,11 @@ class Services:
 
     def now(self) -> datetime:
         return self.clock()
+
+    @property
+    def cases(self) -> CaseStore:
+        """Cases, read from the alerts (``webapp.data.cases``)."""
+        return CaseStore(self.alerts)
 
     def ensure_indexes(self) -> None:
         self.alerts.ensure_indexes()

@@ -174,6 +174,9 @@ class AlertView:
     status_changed_by: str = ""
     status_version: int = 0
     queue_key: str = ""
+    # The case an analyst decided this alert in (set with its verdict); "" while undecided:
+    # then it belongs to its card's open case (docs/webapp.md, "Cases").
+    case_id: str = ""
 
     @property
     def cursor(self) -> str:
@@ -261,6 +264,7 @@ class AlertView:
             status_changed_at=as_utc(doc.get("status_changed_at")),
             status_changed_by=_str(doc, "status_changed_by"),
             status_version=int(_float(doc, "status_version") or 0),
+            case_id=_str(doc, "case_id"),
         )
 
 
@@ -274,6 +278,8 @@ class DispositionView:
     to_status: str
     comment: str
     label: str | None = None  # the fraud label this verdict published ("fraud", "genuine")
+    alert_id: str = ""
+    case_id: str = ""  # set when the change was made on a whole case
 
     @classmethod
     def from_doc(cls, doc: Doc) -> DispositionView:
@@ -284,6 +290,8 @@ class DispositionView:
             to_status=_str(doc, "to"),
             comment=_str(doc, "comment"),
             label=_str(doc, "label") or None,
+            alert_id=_str(doc, "alert_id"),
+            case_id=_str(doc, "case_id"),
         )
 
 

@@ -49,6 +49,7 @@ ALERT_INDEXES: list[IndexModel] = [
     IndexModel([("card_last4", ASCENDING), ("queue_key", DESCENDING)], name="by_last4"),
     IndexModel([("merchant_id", ASCENDING), ("queue_key", DESCENDING)], name="by_merchant"),
     IndexModel([("rules", ASCENDING), ("queue_key", DESCENDING)], name="by_rule"),
+    IndexModel([("case_id", ASCENDING), ("queue_key", DESCENDING)], name="by_case"),
 ]
 STATS_INDEXES: list[IndexModel] = [IndexModel([("minute", DESCENDING)], name="by_minute")]
 DISPOSITION_INDEXES: list[IndexModel] = [
@@ -112,5 +113,6 @@ QUEUE_FIELDS = {
         "status_changed_at",
         "status_changed_by",
         "status_version",
+        "case_id",
     )
 }

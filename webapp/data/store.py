@@ -129,7 +129,7 @@ class AlertStore:
         ``by_merchant`` when that filter is set. The time range bounds the index scan and the
         cursor continues it, so page 1000 costs what page 1 costs.
         """
-        as_of, bucket = self._as_of(now)
+        as_of, bucket = self.as_of(now)
         key = ("page", query, limit, bucket)
         return self.read_cache.get_or_load(key, lambda: self._load_page(query, limit, as_of))
 
@@ -165,7 +165,7 @@ class AlertStore:
         status would read every alert of the window on FerretDB (~30 s at 50,000 alerts).
         A status outside the state machine is not shown.
         """
-        as_of, bucket = self._as_of(now)
+        as_of, bucket = self.as_of(now)
         normalized = replace(query, status=None, before=None, after=None)
         key = ("counts", normalized, bucket)
         return self.read_cache.get_or_load(key, lambda: self._load_counts(normalized, as_of))
@@ -180,7 +180,15 @@ class AlertStore:
             counts[status] = int(reply["n"])
         return counts
 
-    def _as_of(self, now: datetime) -> tuple[datetime, int]:
+    def find(self, flt: Doc, fields: Doc, sort: list[tuple[str, int]], limit: int) -> Cursor[Doc]:
+        """Alerts matching ``flt`` (validated scalars only), sorted and bounded (case reads)."""
+        return self._find(self._alerts, flt, fields).sort(sort).limit(limit)
+
+    def find_one(self, flt: Doc) -> Doc | None:
+        """One alert matching ``flt`` (validated scalars only), its queue fields."""
+        return self._alerts.find_one(flt, schema.QUEUE_FIELDS, max_time_ms=self.time_limit_ms)
+
+    def as_of(self, now: datetime) -> tuple[datetime, int]:
         """``now`` rounded down to the read cache's time bucket, and the bucket: a cached
         answer is then exactly the answer for its key. Unchanged when the cache is off."""
         if not self.read_cache.enabled:
@@ -227,6 +235,7 @@ class AlertStore:
         seen_version: int | None = None,
         label: str | None = None,
         label_id: str | None = None,
+        case_id: str | None = None,
     ) -> DispositionView:
         """Move an alert through the state machine and record who did it.
 
@@ -245,7 +254,8 @@ class AlertStore:
 
         ``label`` and ``label_id`` (a verdict's fraud label and its outbox entry, see
         ``webapp.data.label_outbox``) are written into the same audit entry, so the label belongs to
-        the disposition exactly when the compare-and-set wins.
+        the disposition exactly when the compare-and-set wins. ``case_id`` (a change made on a
+        whole case, ``webapp.data.cases``) is written into the audit entry and onto the alert.
 
         Raises:
             TransitionNotAllowed, AlertNotFound, DispositionConflict, PyMongoError
@@ -272,28 +282,38 @@ class AlertStore:
         }
         if label_id is not None:
             entry.update(label=label, label_id=label_id)
+        if case_id:
+            entry["case_id"] = case_id
         try:
             self._dispositions.insert_one(entry)
         except DuplicateKeyError:
             self._roll_forward(alert_id, version)
             fresh = self._alerts.find_one({"_id": alert_id}, {"status": 1}) or {}
             raise DispositionConflict(seen, str(fresh.get("status", current))) from None
-        self._apply(alert_id, version, to, user, now)
+        self._apply(alert_id, version, to, user, now, case_id)
         return DispositionView.from_doc(entry)
 
-    def _apply(self, alert_id: str, version: int, to: str, user: str, at: datetime) -> None:
+    def _apply(
+        self,
+        alert_id: str,
+        version: int,
+        to: str,
+        user: str,
+        at: datetime,
+        case_id: str | None = None,
+    ) -> None:
         at_version: Any = {"$exists": False} if version == 0 else version
+        change: Doc = {
+            "status": to,
+            "status_version": version + 1,
+            "status_changed_at": at,
+            "status_changed_by": user,
+        }
+        if case_id:
+            change["case_id"] = case_id
         try:
             self._alerts.update_one(
-                {"_id": alert_id, "status_version": at_version},
-                {
-                    "$set": {
-                        "status": to,
-                        "status_version": version + 1,
-                        "status_changed_at": at,
-                        "status_changed_by": user,
-                    }
-                },
+                {"_id": alert_id, "status_version": at_version}, {"$set": change}
             )
         finally:
             # Also when the update failed: it may have been applied before the error.
@@ -306,7 +326,15 @@ class AlertStore:
         if claim is not None:
             at = claim.get("at")
             when = at if isinstance(at, datetime) else datetime.now(UTC)
-            self._apply(alert_id, version, str(claim.get("to")), str(claim.get("user")), when)
+            case_id = claim.get("case_id")
+            self._apply(
+                alert_id,
+                version,
+                str(claim.get("to")),
+                str(claim.get("user")),
+                when,
+                case_id if isinstance(case_id, str) else None,
+            )
 
     # --- dashboard ---------------------------------------------------------------------------
 
@@ -330,7 +358,7 @@ class AlertStore:
         ``since`` is rounded down to the cache's time bucket so that requests a moment apart
         share one answer.
         """
-        since, bucket = self._as_of(since)
+        since, bucket = self.as_of(since)
         key = ("outcomes", bucket)
         return self.read_cache.get_or_load(key, lambda: self._load_outcomes(since))
 

@@ -7,7 +7,7 @@ calls need the ``X-CSRFToken`` header like any form. Errors are ``{"error", "mes
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from flask import Blueprint, abort, current_app, g, jsonify, request
 from flask.typing import ResponseReturnValue
@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from fraudwatch.alert_store import AlertView, DispositionView
 from fraudwatch.contract import format_ts_or_none
 from fraudwatch.vocabulary import STATUSES
+from webapp.data.cases import Case
 from webapp.data.store import (
     MAX_COMMENT_CHARS,
     AlertNotFound,
     DispositionConflict,
     TransitionNotAllowed,
 )
-from webapp.dispositions import record_disposition
+from webapp.dispositions import CaseChanged, decide_case, record_disposition
 from webapp.queries import (
     LIST_PARAMS,
     InvalidParameter,
@@ -40,9 +41,36 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 
 API_LIST_PARAMS = (*[p for p in LIST_PARAMS if p not in ("before", "after")], "cursor", "limit")
 MAX_LIMIT = 200
+MAX_CASE_LIMIT = 100
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Status = Annotated[str, StringConstraints(pattern="^(" + "|".join(STATUSES) + ")$")]
+
+
+class CaseDecisionRequest(BaseModel):
+    """``POST /api/cases/<id>/disposition``: the case's status and signature as read."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    from_status: Status = Field(alias="from")
+    signature: Annotated[str, StringConstraints(pattern="^[0-9a-f]{16}$")]
+    to: Status
+    comment: Annotated[str, StringConstraints(max_length=MAX_COMMENT_CHARS)] = ""
+
+    @classmethod
+    def parse(cls, body: Any) -> CaseDecisionRequest:
+        return cast("CaseDecisionRequest", _parse_body(cls, body))
+
+
+def _parse_body(model: type[BaseModel], body: Any) -> BaseModel:
+    if not isinstance(body, dict):
+        raise InvalidParameter("body", "must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "body"
+        raise InvalidParameter(loc, first["msg"]) from None
 
 
 class DispositionRequest(BaseModel):
@@ -58,14 +86,7 @@ class DispositionRequest(BaseModel):
 
     @classmethod
     def parse(cls, body: Any) -> DispositionRequest:
-        if not isinstance(body, dict):
-            raise InvalidParameter("body", "must be a JSON object")
-        try:
-            return cls.model_validate(body)
-        except ValidationError as exc:
-            first = exc.errors(include_url=False, include_input=False)[0]
-            loc = ".".join(str(p) for p in first["loc"]) or "body"
-            raise InvalidParameter(loc, first["msg"]) from None
+        return cast("DispositionRequest", _parse_body(cls, body))
 
 
 def _unauthorized(message: str) -> ResponseReturnValue:
@@ -179,6 +200,89 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
     )
 
 
+@bp.get("/cases")
+def list_cases() -> ResponseReturnValue:
+    """Cases in queue order; ``cursor`` is the previous page's ``next_cursor``."""
+    svc = services()
+    svc.ensure_indexes()
+    values = single_values(request.args.to_dict(flat=False), API_LIST_PARAMS)
+    limit = parse_limit(values.pop("limit", None), default=25, maximum=MAX_CASE_LIMIT)
+    if "cursor" in values:
+        values["before"] = values.pop("cursor")
+    query = parse_alert_query(values, svc.tokenizer)
+    page = svc.cases.page(query, limit, svc.now())
+    return jsonify(
+        cases=[case_json(c) for c in page.cases], next_cursor=page.older, count=len(page.cases)
+    )
+
+
+def _case_or_404(case_id: str) -> Case:
+    case = services().cases.get(case_id) if is_alert_id(case_id) else None
+    if case is None:
+        abort(404, description="There is no case with this id.")
+    return case
+
+
+@bp.get("/cases/<case_id>")
+def get_case(case_id: str) -> ResponseReturnValue:
+    """A case with its alerts (oldest first) and its decisions; any of its alerts' ids finds
+    it too (``case.id`` is its own)."""
+    svc = services()
+    single_values(request.args.to_dict(flat=False), ())
+    case = _case_or_404(case_id)
+    return jsonify(
+        case=case_json(case),
+        alerts=[alert_json(a, detail=True) for a in case.alerts],
+        dispositions=[disposition_json(d) for d in svc.cases.dispositions(case)],
+    )
+
+
+@bp.post("/cases/<case_id>/disposition")
+def post_case_disposition(case_id: str) -> ResponseReturnValue:
+    """One decision for the whole case; ``from`` and ``signature`` are the case as read."""
+    svc = services()
+    user = current_user()
+    if user is None or not user.can_disposition:
+        abort(403, description="Only analysts can decide a case.")
+    if not request.is_json:
+        raise InvalidParameter("body", "send a JSON object with Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        raise InvalidParameter("body", "is not valid JSON")
+    req = CaseDecisionRequest.parse(body)
+    comment = validate_comment(req.comment)
+    case = _case_or_404(case_id)
+    try:
+        done = decide_case(
+            svc,
+            case,
+            seen=req.from_status,
+            seen_signature=req.signature,
+            to=req.to,
+            user=user.name,
+            comment=comment,
+        )
+    except TransitionNotAllowed as exc:
+        raise InvalidParameter("to", str(exc)) from None
+    except CaseChanged as exc:
+        remember_own_write(svc)
+        svc.metrics.dispositions.labels(req.to, "conflict").inc()
+        fresh = svc.cases.get(case.case_id) or case
+        response = jsonify(error="conflict", message=str(exc), current=case_json(fresh))
+        response.status_code = 409
+        return response
+    remember_own_write(svc)
+    svc.metrics.dispositions.labels(req.to, "ok").inc()
+    fresh = svc.cases.get(done.case_id) or case
+    return jsonify(
+        case=case_json(fresh),
+        changed=[d.entry.alert_id for d in done.changed],
+        conflicts=done.conflicts,
+        labels=done.labels,
+        message=done.message,
+    )
+
+
 @bp.get("/stats")
 def stats() -> ResponseReturnValue:
     svc = services()
@@ -261,4 +365,25 @@ def disposition_json(d: DispositionView) -> dict[str, Any]:
         "to": d.to_status,
         "comment": d.comment,
         "label": d.label,
+    }
+
+
+def case_json(c: Case) -> dict[str, Any]:
+    """A case as the API returns it (its alerts are listed by ``GET /api/cases/<id>``)."""
+    return {
+        "id": c.case_id,
+        "status": c.status,
+        "severity": c.severity,
+        "score": c.score,
+        "signature": c.signature,
+        "card_masked": c.card_masked,
+        "card_token": c.card_token,
+        "alert_count": c.total_alerts,
+        "alert_ids": [a.alert_id for a in c.alerts],
+        "first_at": format_ts_or_none(c.first_at),
+        "last_at": format_ts_or_none(c.last_at),
+        "total_amount": c.total_amount,
+        "base_currency": c.base_currency,
+        "rules": list(c.rules),
+        "merchants": [{"id": mid, "name": name} for mid, name in c.merchants],
     }

@@ -1,5 +1,6 @@
-"""The analyst console's pages: the live queue, an alert's detail and dispositions, and the
-dashboard. Every page requires a signed-in user (``webapp.views.auth.require_login``)."""
+"""The analyst console's pages: the live case queue and a case's page with its decisions,
+the alert list, an alert's detail and dispositions, and the dashboard. Every page requires a
+signed-in user (``webapp.views.auth.require_login``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from fraudwatch.alert_store import AlertView
 from fraudwatch.cards import contains_pan
 from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
+from fraudwatch.vocabulary import TRANSITIONS
 from webapp.dashboard_stats import build_stats, minute_floor
+from webapp.data.cases import Case, CasePage
 from webapp.data.read_cache import set_reads_not_before
 from webapp.data.store import (
     MAX_COMMENT_CHARS,
@@ -33,7 +36,7 @@ from webapp.data.store import (
     DispositionConflict,
     TransitionNotAllowed,
 )
-from webapp.dispositions import record_disposition
+from webapp.dispositions import CaseChanged, decide_case, record_disposition
 from webapp.location_plot import plot_locations, travel_hops
 from webapp.queries import (
     LIST_PARAMS,
@@ -55,7 +58,13 @@ bp = Blueprint("console", __name__)
 # Session key: when (read-cache clock) this browser's user last changed an alert.
 OWN_WRITE_AT = "own_write_at"
 POLL_PARAMS = (*[p for p in LIST_PARAMS if p not in ("before", "after")], "sig", "seen")
-FILTER_FORM_FIELDS = ("status", "severity", "rule", "card", "merchant", "from", "to")
+CASE_LIST_PARAMS = tuple(p for p in LIST_PARAMS if p != "after")  # cases page downwards only
+FILTER_FORM_FIELDS = ("status", "severity", "rule", "card", "merchant", "from", "to", "view")
+# The two lists: cases (the analysts' queue, the home page) and single alerts.
+VIEWS = {
+    "cases": ("console.cases", "console.cases_live"),
+    "alerts": ("console.queue", "console.queue_live"),
+}
 
 
 def remember_own_write(svc: Services) -> None:
@@ -86,15 +95,31 @@ def _query_from_args(svc: Services, allowed: tuple[str, ...]) -> tuple[AlertQuer
     return parse_alert_query(query_values, svc.tokenizer), values
 
 
-def _newest_detected_ms(page: AlertPage) -> int:
-    stamps = [epoch_ms(a.detected_at) for a in page.alerts if a.detected_at is not None]
+def _page_alerts(page: AlertPage | CasePage) -> list[AlertView]:
+    if isinstance(page, CasePage):
+        return [a for c in page.cases for a in c.alerts]
+    return page.alerts
+
+
+def _newest_detected_ms(page: AlertPage | CasePage) -> int:
+    rows = _page_alerts(page)
+    stamps = [epoch_ms(a.detected_at) for a in rows if a.detected_at is not None]
     return max(stamps, default=0)
 
 
-def _queue_context(svc: Services, query: AlertQuery, page: AlertPage, seen: int) -> dict[str, Any]:
+def _queue_context(
+    svc: Services, query: AlertQuery, page: AlertPage | CasePage, seen: int
+) -> dict[str, Any]:
     now = svc.now()
     start, end = query.time_bounds(now, svc.alerts.queue_window)
+    view = "cases" if isinstance(page, CasePage) else "alerts"
+    rows = len(page.cases) if isinstance(page, CasePage) else len(page.alerts)
     return {
+        "view": view,
+        "list_endpoint": VIEWS[view][0],
+        "live_endpoint": VIEWS[view][1],
+        "row_count": rows,
+        "row_noun": "case" if view == "cases" else "alert",
         "query": query,
         "page": page,
         "counts": svc.alerts.status_counts(query, now),
@@ -109,7 +134,37 @@ def _queue_context(svc: Services, query: AlertQuery, page: AlertPage, seen: int)
 
 
 @bp.get("/")
+def cases() -> BaseResponse | str:
+    """The case queue: one row per case, newest day first, best score first within the day."""
+    svc = services()
+    svc.ensure_indexes()
+    query, values = _query_from_args(svc, CASE_LIST_PARAMS)
+    if query.card is not None and values.get("card") != query.card.value:
+        position: dict[str, Any] = {"before": query.before.encode()} if query.before else {}
+        position.update(query.params())
+        return redirect(url_for("console.cases", **position), 303)
+    page = svc.cases.page(query, svc.settings.webapp_page_size, svc.now())
+    context = _queue_context(svc, query, page, seen=_newest_detected_ms(page))
+    return render_template("queue.html", **context)
+
+
+@bp.get("/cases/live")
+def cases_live() -> BaseResponse | str:
+    """htmx poll of the case queue's first page (see ``queue_live``)."""
+    svc = services()
+    query, values = _query_from_args(svc, POLL_PARAMS)
+    sig = check_sig(values["sig"]) if "sig" in values else ""
+    seen = parse_epoch_ms("seen", values.get("seen", "0"))
+    page = svc.cases.page(query, svc.settings.webapp_page_size, svc.now())
+    if page.signature() == sig:
+        return Response(status=204)
+    context = _queue_context(svc, query, page, seen=seen)
+    return render_template("queue_live.html", oob=True, **context)
+
+
+@bp.get("/alerts")
 def queue() -> BaseResponse | str:
+    """Single alerts, in queue order (the case queue groups them)."""
     svc = services()
     svc.ensure_indexes()
     query, values = _query_from_args(svc, LIST_PARAMS)
@@ -151,9 +206,12 @@ def apply_filters() -> BaseResponse:
     form = request.form.to_dict(flat=False)
     form.pop("csrf_token", None)  # checked by CSRFProtect before this view runs
     values = single_values(form, FILTER_FORM_FIELDS)
+    view = values.pop("view", "cases")
+    if view not in VIEWS:
+        raise InvalidParameter("view", "must be cases or alerts")
     query = parse_alert_query(values, svc.tokenizer)
     params: dict[str, Any] = query.params()
-    return redirect(url_for("console.queue", **params), 303)
+    return redirect(url_for(VIEWS[view][0], **params), 303)
 
 
 def _detail_context(svc: Services, alert: AlertView) -> dict[str, Any]:
@@ -292,3 +350,90 @@ def dashboard() -> str:
 @bp.app_context_processor
 def labels() -> dict[str, Any]:
     return {"current_user": current_user()}
+
+
+# --- cases -----------------------------------------------------------------------------------
+
+
+def _load_case(svc: Services, case_id: str) -> Case:
+    if not is_alert_id(case_id):
+        abort(404, description="There is no case with this id.")
+    case = svc.cases.get(case_id)
+    if case is None:
+        abort(404, description="There is no case with this id.")
+    return case
+
+
+def _case_context(svc: Services, case: Case) -> dict[str, Any]:
+    """The case page: its alerts and the evidence behind them as one timeline, oldest first,
+    and the best alert's location panel."""
+    events: dict[str, dict[str, Any]] = {}
+    for a in case.alerts:
+        for t in a.evidence_txns:
+            if t.transaction_id and t.transaction_id not in events:
+                events[t.transaction_id] = {"ts": t.timestamp or a.timestamp, "txn": t}
+        events[a.transaction_id or a.alert_id] = {
+            "ts": a.timestamp,
+            "txn": events.get(a.transaction_id, {}).get("txn"),
+            "alert": a,
+        }
+    timeline = sorted(events.values(), key=lambda e: e["ts"])
+    best = case.best
+    detail = _detail_context(svc, best)
+    return {
+        "case": case,
+        "timeline": timeline,
+        "best": best,
+        "alert": best,  # the location panel shows the best alert's places
+        "plot": detail["plot"],
+        "hops": detail["hops"],
+        "dispositions": svc.cases.dispositions(case),
+        "next_statuses": TRANSITIONS.get(case.status, ()),
+        "now": svc.now(),
+    }
+
+
+@bp.get("/cases/<case_id>")
+def case_detail(case_id: str) -> BaseResponse | str:
+    svc = services()
+    svc.ensure_indexes()
+    case = _load_case(svc, case_id)
+    if case.case_id != case_id:
+        return redirect(url_for("console.case_detail", case_id=case.case_id), 303)
+    return render_template("case.html", **_case_context(svc, case))
+
+
+@bp.post("/cases/<case_id>/disposition")
+@analyst_required
+def case_disposition(case_id: str) -> BaseResponse | tuple[str, int]:
+    """One decision for the whole case (the case as the analyst loaded it)."""
+    svc = services()
+    values = single_values(
+        request.form.to_dict(flat=False),
+        ("seen", "sig", "to", "comment", "csrf_token"),
+        max_chars=MAX_COMMENT_CHARS * 2,
+    )
+    seen = check_status("seen", values.get("seen", ""))
+    to = check_status("to", values.get("to", ""))
+    sig = check_sig(values.get("sig", ""))
+    comment = validate_comment(values.get("comment", ""))
+    case = _load_case(svc, case_id)
+    user = current_user()
+    if user is None:
+        abort(403)
+    try:
+        done = decide_case(
+            svc, case, seen=seen, seen_signature=sig, to=to, user=user.name, comment=comment
+        )
+    except CaseChanged as exc:
+        remember_own_write(svc)
+        svc.metrics.dispositions.labels(to, "conflict").inc()
+        fresh = svc.cases.get(case.case_id) or case
+        context = _case_context(svc, fresh)
+        return render_template("case.html", conflict=str(exc), **context), 409
+    except TransitionNotAllowed as exc:
+        raise InvalidParameter("to", str(exc)) from None
+    remember_own_write(svc)
+    svc.metrics.dispositions.labels(to, "ok").inc()
+    flash(done.message, "success" if done.all_delivered else "warning")
+    return redirect(url_for("console.case_detail", case_id=done.case_id), 303)
