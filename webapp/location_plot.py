@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 
 from fraudwatch.alert_store import AlertView
 from fraudwatch.geo import haversine_km
+from webapp.templating import format_km
 
 # The contract's channel values (fraudwatch.contract.Channel).
 CARD_PRESENT = "card_present"
@@ -69,8 +70,8 @@ class CardLocation:
         if self.card_present:
             return "card present: the terminal's place"
         if self.channel == CARD_NOT_PRESENT:
-            return "card not present: billing or shipping address, not the card's location"
-        return "channel not recorded: not used for travel"
+            return "billing or shipping address, not the card's location"
+        return "channel not recorded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,12 +145,151 @@ def travel_hops(locations: Sequence[CardLocation]) -> list[Hop]:
     ]
 
 
+# Label placement. Text widths are estimated from the character count, generously (DejaVu
+# Sans, the widest of the page's fonts, averages about 0.6 em on digits and capitals), so an
+# estimated box holds the drawn text. A halo (the labels' white stroke) adds a little.
+MARKER_R = 8.0
+LABEL_FONT = 11.5  # .map-label
+KM_FONT = 12.0  # .map-km (bold)
+CHAR_EM = 0.64
+HALO = 2.0
+LEADER_ROWS = 8  # rows of stacked places above and below a crowded marker
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """An axis-aligned box on the canvas: top-left corner, width and height."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    def intersects(self, other: Box) -> bool:
+        return (
+            self.x < other.x + other.w
+            and other.x < self.x + self.w
+            and self.y < other.y + other.h
+            and other.y < self.y + self.h
+        )
+
+    def inside(self, width: float, height: float) -> bool:
+        return (
+            self.x >= 0 and self.y >= 0 and self.x + self.w <= width and self.y + self.h <= height
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlacedLabel:
+    """A label's text, its box, where the template writes it (``text-anchor: start``,
+    baseline at ``ty``) and, when it had to move away from its marker, a leader line."""
+
+    text: str
+    box: Box
+    tx: float
+    ty: float
+    leader: tuple[float, float, float, float] | None = None
+
+
+def text_box_size(text: str, font_px: float) -> tuple[float, float]:
+    """The estimated width and height of ``text`` at ``font_px``, halo included."""
+    return len(text) * CHAR_EM * font_px + 2 * HALO, font_px + 2 * HALO
+
+
+class LabelSpace:
+    """Greedy label placement: each label takes the first of its candidate places that stays
+    on the canvas and clear of the markers and the labels placed before it."""
+
+    def __init__(self, width: float, height: float, obstacles: Sequence[Box] = ()) -> None:
+        self.width = width
+        self.height = height
+        self.taken: list[Box] = list(obstacles)
+
+    def take(self, candidates: Sequence[Box]) -> Box | None:
+        for box in candidates:
+            if box.inside(self.width, self.height) and not any(
+                box.intersects(t) for t in self.taken
+            ):
+                self.taken.append(box)
+                return box
+        return None
+
+
+def _marker_label_places(x: float, y: float, w: float, h: float) -> list[tuple[Box, bool]]:
+    """Places for a marker's label, best first, each with whether it needs a leader line:
+    beside, above, below, diagonal, then stacked rows on either side further away."""
+    gap = MARKER_R + 2
+    diag = gap * 0.75
+    places = [
+        Box(x + gap, y - h / 2, w, h),
+        Box(x - gap - w, y - h / 2, w, h),
+        Box(x - w / 2, y - gap - h, w, h),
+        Box(x - w / 2, y + gap, w, h),
+        Box(x + diag, y - diag - h, w, h),
+        Box(x + diag, y + diag, w, h),
+        Box(x - diag - w, y - diag - h, w, h),
+        Box(x - diag - w, y + diag, w, h),
+    ]
+    near = [(b, False) for b in places]
+    far = []
+    for row in range(1, LEADER_ROWS + 1):
+        for dy in (-row * h, row * h):
+            far.append((Box(x + gap + 8, y - h / 2 + dy, w, h), True))
+            far.append((Box(x - gap - 8 - w, y - h / 2 + dy, w, h), True))
+    return near + far
+
+
+def _leader(x: float, y: float, box: Box) -> tuple[float, float, float, float]:
+    """A line from the marker's edge at (x, y) to the nearest point of ``box``."""
+    bx = min(max(x, box.x), box.x + box.w)
+    by = min(max(y, box.y), box.y + box.h)
+    dist = math.hypot(bx - x, by - y) or 1.0
+    sx, sy = x + (bx - x) * MARKER_R / dist, y + (by - y) * MARKER_R / dist
+    return round(sx, 1), round(sy, 1), round(bx, 1), round(by, 1)
+
+
+def _place_marker_label(space: LabelSpace, x: float, y: float, text: str) -> PlacedLabel | None:
+    w, h = text_box_size(text, LABEL_FONT)
+    places = _marker_label_places(x, y, w, h)
+    box = space.take([b for b, _ in places])
+    if box is None:
+        return None  # the numbered marker stays; the table holds the text
+    needs_leader = next(lead for b, lead in places if b == box)
+    return PlacedLabel(
+        text,
+        box,
+        round(box.x + HALO, 1),
+        round(box.y + HALO + LABEL_FONT * 0.8, 1),
+        _leader(x, y, box) if needs_leader else None,
+    )
+
+
+def _place_leg_label(
+    space: LabelSpace, x1: float, y1: float, x2: float, y2: float, text: str
+) -> PlacedLabel | None:
+    """A hop's distance near the middle of its leg, else along it, else not on the map."""
+    w, h = text_box_size(text, KM_FONT)
+    length = math.hypot(x2 - x1, y2 - y1) or 1.0
+    nx, ny = -(y2 - y1) / length, (x2 - x1) / length  # unit normal
+    off = h / 2 + 2
+    places = []
+    for t in (0.5, 0.4, 0.6, 0.3, 0.7):
+        cx, cy = x1 + (x2 - x1) * t, y1 + (y2 - y1) * t
+        for side in (0.0, -1.0, 1.0):
+            px, py = cx + nx * off * side, cy + ny * off * side
+            places.append(Box(px - w / 2, py - h / 2, w, h))
+    box = space.take(places)
+    if box is None:
+        return None
+    return PlacedLabel(text, box, round(box.x + HALO, 1), round(box.y + HALO + KM_FONT * 0.8, 1))
+
+
 @dataclass(frozen=True, slots=True)
 class PlotPoint:
     x: float
     y: float
     location: CardLocation
-    label_left: bool = False  # near the right edge: put the label on the left of the marker
+    label: PlacedLabel | None = None  # None: no room; the marker's number leads to the table
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +298,9 @@ class PlotLeg:
     y1: float
     x2: float
     y2: float
-    mx: float
-    my: float
     km: float
     impossible: bool
+    label: PlacedLabel | None = None  # the distance, None when it has no room on the map
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +309,12 @@ class LocationPlot:
     height: int
     points: tuple[PlotPoint, ...]
     legs: tuple[PlotLeg, ...]
+    marker_r: float = MARKER_R
+
+    def label_boxes(self) -> list[Box]:
+        """Every text box drawn on the plot (markers' and legs' labels)."""
+        labels = [p.label for p in self.points] + [g.label for g in self.legs]
+        return [lab.box for lab in labels if lab is not None]
 
 
 def plot_locations(
@@ -180,7 +325,14 @@ def plot_locations(
     height: int = 300,
 ) -> LocationPlot | None:
     """Lay out ``locations`` on a ``width`` x ``height`` canvas with a margin, keeping the
-    aspect ratio of an equirectangular map, with a leg for each of ``hops``."""
+    aspect ratio of an equirectangular map, with a leg for each of ``hops``.
+
+    Labels never overlap one another or a marker and stay on the canvas: the alerted use's
+    label is placed first, then card-present ones, then the rest, each at the first free place
+    next to its marker or, when markers crowd, stacked further away with a leader line; a
+    label with no free place is left out (its numbered marker and the table remain). Then each
+    leg's distance, near its middle if there is room.
+    """
     if not locations:
         return None
     margin = 40.0
@@ -199,19 +351,25 @@ def plot_locations(
         y = off_y + (max(lats) - lat) * scale
         return round(x, 1), round(y, 1)
 
-    placed = {}
-    for loc in locations:
-        x, y = project(loc.latitude, loc.longitude)
-        placed[loc.number] = PlotPoint(x, y, loc, x > width * 0.72)
+    at = {loc.number: project(loc.latitude, loc.longitude) for loc in locations}
+    markers = [
+        Box(x - MARKER_R - 1, y - MARKER_R - 1, 2 * MARKER_R + 2, 2 * MARKER_R + 2)
+        for x, y in at.values()
+    ]
+    space = LabelSpace(width, height, markers)
+    labels: dict[int, PlacedLabel | None] = {}
+    for loc in sorted(locations, key=lambda c: (not c.current, not c.card_present, c.number)):
+        labels[loc.number] = _place_marker_label(space, *at[loc.number], loc.label)
     legs = []
     for hop in hops:
         if hop.km < 0.05:
             continue
-        a, b = placed[hop.start.number], placed[hop.end.number]
-        mx, my = round((a.x + b.x) / 2, 1), round((a.y + b.y) / 2, 1)
+        (x1, y1), (x2, y2) = at[hop.start.number], at[hop.end.number]
+        label = _place_leg_label(space, x1, y1, x2, y2, format_km(hop.km))
         impossible = limit is not None and hop.impossible(limit)
-        legs.append(PlotLeg(a.x, a.y, b.x, b.y, mx, my, hop.km, impossible))
-    return LocationPlot(width, height, tuple(placed.values()), tuple(legs))
+        legs.append(PlotLeg(x1, y1, x2, y2, hop.km, impossible, label))
+    points = tuple(PlotPoint(*at[loc.number], loc, labels[loc.number]) for loc in locations)
+    return LocationPlot(width, height, points, tuple(legs))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,11 +3,14 @@ uses, card-not-present places shown as addresses, the plot, and the rendered pan
 
 from __future__ import annotations
 
+import itertools
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from fraudwatch.alert_store import AlertView
 from fraudwatch.geo import haversine_km
@@ -15,6 +18,8 @@ from tests.webapp.conftest import build_app
 from webapp.location_plot import (
     CARD_NOT_PRESENT,
     CARD_PRESENT,
+    Box,
+    LocationPlot,
     TravelLimit,
     card_locations,
     location_panel,
@@ -213,3 +218,85 @@ def test_the_hops_table_has_a_fixed_layout_that_fits_its_column() -> None:
     # fixed columns leave at least 170 px for the wrapping "Use" column.
     assert len(widths) == 5
     assert sum(widths) <= 460 - 170
+
+
+def cluster(n: int, *, channel: str = CARD_PRESENT) -> list[dict[str, Any]]:
+    """``n`` uses within about 3 km of central Paris, five minutes apart."""
+    return [
+        txn(
+            i,
+            5 * (n - i),
+            (PARIS[0] + 0.01 * ((i * 7) % 3 - 1), PARIS[1] + 0.013 * ((i * 5) % 4 - 1.5)),
+            "FR",
+            channel,
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def assert_labels_apart_and_on_the_canvas(plot: LocationPlot) -> None:
+    boxes = plot.label_boxes()
+    for a, b in itertools.combinations(boxes, 2):
+        assert not a.intersects(b), (a, b)
+    assert all(b.inside(plot.width, plot.height) for b in boxes)
+    markers = [
+        Box(p.x - plot.marker_r, p.y - plot.marker_r, 2 * plot.marker_r, 2 * plot.marker_r)
+        for p in plot.points
+    ]
+    for label in (p.label for p in plot.points if p.label is not None):
+        assert not any(label.box.intersects(m) for m in markers), label
+
+
+def test_labels_of_eight_uses_within_a_few_km_do_not_overlap() -> None:
+    alert = make_alert(*cluster(8))
+    plot = location_panel(alert, LIMIT).plot
+    assert plot is not None
+    assert_labels_apart_and_on_the_canvas(plot)
+    assert all(p.label is not None for p in plot.points)  # the canvas has room for all
+
+
+def test_a_far_use_squeezes_the_cluster_and_its_labels_still_do_not_overlap() -> None:
+    # One use in New York shrinks eight Paris uses to a few pixels: labels move away along
+    # leader lines, and what finds no room is left to its numbered marker and the table.
+    uses = [txn(0, 600, NEW_YORK, "US", CARD_PRESENT), *cluster(8)]
+    alert = make_alert(*uses)
+    plot = location_panel(alert, LIMIT).plot
+    assert plot is not None
+    assert_labels_apart_and_on_the_canvas(plot)
+    current = next(p for p in plot.points if p.location.current)
+    assert current.label is not None
+    assert current.label.text == "09:00 FR"
+    crowded = [p for p in plot.points if p.location.country == "FR"]
+    assert sum(p.label is not None for p in crowded) >= 6
+    assert any(p.label is not None and p.label.leader is not None for p in crowded)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.floats(-60, 60),
+            st.floats(-170, 170),
+            st.sampled_from([CARD_PRESENT, CARD_NOT_PRESENT]),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_labels_never_overlap_and_stay_on_the_canvas(
+    uses: list[tuple[float, float, str]],
+) -> None:
+    alert = make_alert(
+        *(
+            txn(i, 10 * (len(uses) - i), (lat, lon), "DE", ch)
+            for i, (lat, lon, ch) in enumerate(uses)
+        )
+    )
+    plot = location_panel(alert, LIMIT).plot
+    assert plot is not None
+    assert_labels_apart_and_on_the_canvas(plot)
+
+
+def test_the_rendered_map_writes_each_placed_label_once() -> None:
+    html = render_panel(make_alert(*cluster(8)))
+    for n in range(1, 9):
+        assert html.count(f">{(NOW - timedelta(minutes=5 * (8 - n))):%H:%M} FR</text>") == 1
