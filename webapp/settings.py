@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic_settings import SettingsConfigDict
 
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE
 from fraudwatch.settings import KafkaSettings, MongoSettings, TokenSettings
 
 Role = Literal["viewer", "analyst"]
@@ -101,6 +102,9 @@ class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     # the label is left in the outbox for a later retry; bounds the answer time when Kafka is
     # down.
     webapp_label_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The dataflow's rule set (same variable): the detail page marks travel faster than the
+    # impossible-travel rule's limit, so it must read the limit the detector applies.
+    fraud_rules_file: Path = DEFAULT_RULES_FILE
 
     def secret_key(self, *, development: bool) -> str | None:
         """The session signing key, or ``None`` when development may use a random one.
