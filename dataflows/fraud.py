@@ -405,6 +405,10 @@ def __getattr__(name: str) -> Any:
 
         configure_logging("dataflow")
         settings = DataflowSettings()
+        if settings.fraud_metrics_port:
+            prometheus.serve_metrics(
+                settings.fraud_metrics_host, settings.fraud_metrics_port, "FRAUD_METRICS_PORT"
+            )
         _log.info(
             "starting dataflow",
             extra={

@@ -83,6 +83,10 @@ class DataflowSettings(KafkaSettings, MongoSettings, TokenSettings, LearningSett
     fraud_write_scores: bool = False
     # How often (wall clock) idle cards are checked for eviction.
     fraud_eviction_check_s: float = Field(default=300.0, gt=0)
+    # Prometheus metrics at http://FRAUD_METRICS_HOST:FRAUD_METRICS_PORT/metrics; 0 = off
+    # (the default: tests, benchmarks and scale-out run several dataflows). `make run`: 3030.
+    fraud_metrics_port: int = Field(default=0, ge=0, le=65_535)
+    fraud_metrics_host: str = "127.0.0.1"
 
 
 class TrainerSettings(KafkaSettings, MongoSettings, TokenSettings, LearningSettings):
@@ -95,5 +99,6 @@ class TrainerSettings(KafkaSettings, MongoSettings, TokenSettings, LearningSetti
     trainer_stop_at_end: bool = False
     # Health documents are rewritten at most this often (wall clock) as labels arrive.
     trainer_health_every_s: float = Field(default=30.0, gt=0)
-    # Prometheus metrics (drift, validation AP); 0 = off.
+    # Prometheus metrics (drift, validation AP) at TRAINER_METRICS_HOST:PORT; 0 = off.
     trainer_metrics_port: int = Field(default=3031, ge=0, le=65_535)
+    trainer_metrics_host: str = "127.0.0.1"

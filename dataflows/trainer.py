@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from prometheus_client import Gauge, start_http_server
+from prometheus_client import Gauge
 
 from dataflows.detection.featurelog import FeatureLogError, decode
 from dataflows.detection.policy import FORMULA, ModelError
@@ -32,6 +32,7 @@ from dataflows.detection.ruleset import RuleSet, load_ruleset
 from dataflows.detection.training import Trainer, day_name, day_of
 from dataflows.io.model_store import ModelStore
 from dataflows.io.mongo_io import connect
+from dataflows.io.prometheus import serve_metrics
 from dataflows.settings import TrainerSettings
 from dataflows.validation import RawRecord, RecordValidator
 from fraudwatch.cards import CardTokenizer
@@ -228,7 +229,9 @@ def main() -> int:
     settings = TrainerSettings()
     ruleset = load_ruleset(settings.fraud_rules_file)
     if settings.trainer_metrics_port:
-        start_http_server(settings.trainer_metrics_port, addr="127.0.0.1")
+        serve_metrics(
+            settings.trainer_metrics_host, settings.trainer_metrics_port, "TRAINER_METRICS_PORT"
+        )
     db = connect(settings.mongodb_uri, settings.mongodb_database, settings.mongodb_timeout_ms)
     service = TrainerService(settings, ruleset, ModelStore(db))
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -118,6 +119,33 @@ def _need(tool: str, hint: str) -> str:
     if path is None:
         raise StackError(f"`{tool}` is not on PATH: {hint}")
     return path
+
+
+def kafka_properties(c: StackConfig) -> str:
+    """The broker's configuration: broker and controller listen on 127.0.0.1 only."""
+    log_dir = c.data_dir / "kafka"
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@127.0.0.1:{c.controller_port}",
+            f"listeners=PLAINTEXT://127.0.0.1:{c.kafka_port},"
+            f"CONTROLLER://127.0.0.1:{c.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{c.kafka_port}",
+            "controller.listener.names=CONTROLLER",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={log_dir}",
+            "num.partitions=1",
+            "auto.create.topics.enable=false",
+            "offsets.topic.replication.factor=1",
+            "offsets.topic.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "message.max.bytes=1048588",
+            "",
+        ]
+    )
 
 
 # --------------------------------------------------------------------------- services
@@ -339,30 +367,7 @@ class LocalStack:
         log_dir = c.data_dir / "kafka"
         props = c.data_dir / f"kafka-{c.kafka_port}.properties"
         props.parent.mkdir(parents=True, exist_ok=True)
-        props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.voters=1@127.0.0.1:{c.controller_port}",
-                    f"listeners=PLAINTEXT://127.0.0.1:{c.kafka_port},"
-                    f"CONTROLLER://127.0.0.1:{c.controller_port}",
-                    f"advertised.listeners=PLAINTEXT://127.0.0.1:{c.kafka_port}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-                    f"log.dirs={log_dir}",
-                    "num.partitions=1",
-                    "auto.create.topics.enable=false",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=3",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "message.max.bytes=1048588",
-                    "",
-                ]
-            )
-        )
+        props.write_text(kafka_properties(c))
         classpath = f"{self.kafka_libs}/*"
         base = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={KAFKA_LOG4J}"]
         if not (log_dir / "meta.properties").exists():
@@ -495,8 +500,22 @@ def _kafka_cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode()[:22]
 
 
+# librdkafka logs every refused connection of a probe ("Connect to ipv4#... failed:
+# Connection refused"), dozens of lines while the broker starts; a probe's failures are
+# expected, so its client logs here and the lines go nowhere.
+_PROBE_LOG = logging.getLogger("fraudwatch.stack.probe")
+_PROBE_LOG.addHandler(logging.NullHandler())
+_PROBE_LOG.propagate = False
+
+
 def _kafka_ready(bootstrap: str) -> bool:
-    admin = admin_client(plaintext_kafka(bootstrap), {"socket.timeout.ms": 2000})
+    """True when the broker at ``bootstrap`` answers a metadata request; prints nothing."""
+    host, _, port = bootstrap.rpartition(":")
+    if not _port_open(int(port), host or "127.0.0.1"):
+        return False  # not listening yet: no client, so no librdkafka log lines
+    admin = admin_client(
+        plaintext_kafka(bootstrap), {"socket.timeout.ms": 2000, "logger": _PROBE_LOG}
+    )
     md = admin.list_topics(timeout=2)
     return bool(md.brokers)
 
@@ -534,6 +553,12 @@ def _external(kafka: KafkaSettings, mongo: MongoSettings) -> tuple[bool, bool]:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """Options may come before or after the command; ``with-stack``'s command follows ``--``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    cmd: list[str] = []
+    if "--" in args:
+        at = args.index("--")
+        args, cmd = args[:at], args[at + 1 :]
     p = argparse.ArgumentParser(prog="python -m devtools.stack", description=__doc__)
     p.add_argument("command", choices=["up", "down", "status", "clean", "build", "with-stack"])
     p.add_argument("--data-dir", type=Path, default=StackConfig.data_dir)
@@ -541,8 +566,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--kafka-port", type=int, default=9092)
     p.add_argument("--controller-port", type=int, default=None)
     p.add_argument("--mongo-port", type=int, default=27017)
-    p.add_argument("cmd", nargs=argparse.REMAINDER, help="with-stack: the command to run")
-    return p.parse_args(argv)
+    parsed = p.parse_args(args)
+    parsed.cmd = cmd
+    return parsed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -580,7 +606,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stack.clean()
             print(f"[stack] stopped and wiped {config.data_dir}")
         elif args.command == "with-stack":
-            cmd = [c for c in args.cmd if c != "--"]
+            cmd = args.cmd
             if not cmd:
                 raise StackError("with-stack needs a command after --")
             started = stack.up(kafka=not ext_kafka, mongo=not ext_mongo)

@@ -8,7 +8,8 @@ one lazily connecting Kafka label producer per process.
 Layout: ``views/`` holds the blueprints, ``data/`` everything that talks to MongoDB or Kafka;
 ``services`` builds the clients and stores once per application; beside them ``settings``,
 ``queries`` (request parameters -> validated filters), ``dispositions`` (an analyst's status
-change), ``dashboard_stats``, ``location_plot``, ``web_metrics``, ``templating`` and ``cli``.
+change), ``dashboard_stats``, ``location_plot``, ``web_metrics``, ``templating``, ``cli`` and
+``dev_server`` (one log line per request under ``flask run``).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    from webapp import cli, services
+    from webapp import cli, dev_server, services
     from webapp.settings import WebappSettings, flask_config
     from webapp.templating import register_template_helpers
     from webapp.views import api, auth, console, model_health, ops, register_request_hooks
@@ -54,6 +55,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     if n := settings.webapp_proxy_count:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     ops.configure_logging(settings.webapp_log_level)
+    dev_server.log_requests_once()
 
     services.init_app(app, settings, clock=clock, cache_clock=cache_clock)
 

@@ -34,16 +34,20 @@ def _unreachable(svc: Services, exc: Exception) -> click.ClickException:
 
 
 def seed_dev_user(app: Flask) -> None:
-    """``WEBAPP_CREATE_DEV_USER=1`` (``make run``): (re)create ``dev`` with a fresh random
-    password and print it once."""
+    """``WEBAPP_CREATE_DEV_USER=1`` (``make run``): (re)create ``dev`` with the password in
+    ``WEBAPP_DEV_PASSWORD``, or a fresh random one that is printed once."""
     svc = services(app)
-    password = secrets.token_urlsafe(12)
+    given = svc.settings.webapp_dev_password
+    password = given.get_secret_value() if given else secrets.token_urlsafe(12)
     try:
         svc.ensure_indexes()
         svc.access.create_user(DEV_USER, "analyst", password, replace=True)
     except PyMongoError as exc:
         raise _unreachable(svc, exc) from exc
-    print(f"dev user: {DEV_USER} / {password}", flush=True)
+    if given:  # whoever chose it shows it (make run: in its ready block)
+        print(f"dev user: {DEV_USER} (password from WEBAPP_DEV_PASSWORD)", flush=True)
+    else:
+        print(f"dev user: {DEV_USER} / {password}", flush=True)
 
 
 def _read_password(password_stdin: bool) -> str:

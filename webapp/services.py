@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from flask import Flask, current_app
 from pymongo import MongoClient
 
+from dataflows.detection.ruleset import RuleSet, load_ruleset
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.clients import mongo_client
 from webapp.data.cases import CaseStore
@@ -46,6 +47,8 @@ class Services:
     metrics: WebMetrics
     # The trainer's models and daily model health (read-only; issue #12).
     models: ModelRegistry
+    # The detector's rule set (FRAUD_RULES_FILE): pages compare what they show with its limits.
+    ruleset: RuleSet
     clock: Callable[[], datetime] = utc_now
     # Publishes analysts' verdicts as fraud labels; None when WEBAPP_PUBLISH_LABELS is off.
     labels: LabelPublisher | None = None
@@ -79,6 +82,9 @@ def init_app(
         settings: the console's settings.
         clock: the time the views and stores see (tests set it).
         cache_clock: seconds for the read caches' TTL (tests set it).
+
+    Raises:
+        dataflows.detection.ruleset.RuleFileError: ``FRAUD_RULES_FILE`` is missing or invalid.
     """
     client = mongo_client(
         settings,
@@ -133,6 +139,7 @@ def init_app(
                 observer=metrics.read_cache_lookup,
             ),
         ),
+        ruleset=load_ruleset(settings.fraud_rules_file),
         clock=clock,
         labels=labels,
     )

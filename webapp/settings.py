@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic_settings import SettingsConfigDict
 
+from dataflows.detection.ruleset import DEFAULT_RULES_FILE
 from fraudwatch.settings import KafkaSettings, MongoSettings, TokenSettings
 
 Role = Literal["viewer", "analyst"]
@@ -21,6 +24,11 @@ ROLES: tuple[Role, ...] = ("viewer", "analyst")
 USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"
 
 Username = Annotated[str, StringConstraints(pattern=USERNAME_PATTERN)]
+
+# While `make run` runs, the console's settings of that run (its MongoDB, Kafka and session
+# key): read after `.env`, so `flask --app webapp create-token ...` in the checkout reaches
+# the running console's database without exporting anything. Removed when `make run` stops.
+DEV_ENV_FILE = Path(".stack") / "run" / "webapp.env"
 
 
 class ConfigUser(BaseModel):
@@ -41,6 +49,8 @@ class SettingsError(RuntimeError):
 class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     """Everything the analyst console needs (see ``docs/webapp.md`` for the table)."""
 
+    model_config = SettingsConfigDict(env_file=(".env", DEV_ENV_FILE), extra="ignore", frozen=True)
+
     # Signs session cookies. Required unless WEBAPP_CREATE_DEV_USER=1 (local development) or
     # testing; every gunicorn worker must share it.
     webapp_secret_key: SecretStr | None = None
@@ -48,6 +58,9 @@ class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     webapp_users: list[ConfigUser] = Field(default_factory=list)
     # `make run` sets this: ensure a user `dev` (analyst) with a fresh random password and print it.
     webapp_create_dev_user: bool = False
+    # The dev user's password instead of a random one (`make run` picks it, to print it in its
+    # ready block); only with WEBAPP_CREATE_DEV_USER=1.
+    webapp_dev_password: SecretStr | None = None
     # Secure flag on the session cookie; unset = on, except in development and tests.
     webapp_cookie_secure: bool | None = None
     webapp_session_hours: int = Field(default=12, gt=0, le=24 * 30)
@@ -89,6 +102,9 @@ class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     # the label is left in the outbox for a later retry; bounds the answer time when Kafka is
     # down.
     webapp_label_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # The dataflow's rule set (same variable): the detail page marks travel faster than the
+    # impossible-travel rule's limit, so it must read the limit the detector applies.
+    fraud_rules_file: Path = DEFAULT_RULES_FILE
 
     def secret_key(self, *, development: bool) -> str | None:
         """The session signing key, or ``None`` when development may use a random one.

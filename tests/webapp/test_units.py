@@ -9,12 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fraudwatch.alert_store import AlertView, MinuteStats, queue_key
+from fraudwatch.alert_store import MinuteStats, queue_key
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import epoch_ms
 from fraudwatch.geo import haversine_km
 from webapp.dashboard_stats import build_stats
-from webapp.location_plot import plot_locations, travel_hops
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,
@@ -158,45 +157,6 @@ def test_empty_form_fields_count_as_absent() -> None:
 
 def test_haversine_berlin_paris_is_about_878_km() -> None:
     assert haversine_km(52.52, 13.405, 48.857, 2.352) == pytest.approx(878, abs=3)
-
-
-def test_location_plot_keeps_points_inside_the_canvas() -> None:
-    plot = plot_locations([(52.5, 13.4, "a", False), (40.7, -74.0, "b", True)], 500, 300)
-    assert plot is not None
-    assert all(0 <= p.x <= 500 and 0 <= p.y <= 300 for p in plot.points)
-    assert plot.legs[0].km == pytest.approx(haversine_km(52.5, 13.4, 40.7, -74.0))
-
-
-def test_an_alert_without_locations_has_no_travel_hops() -> None:
-    alert = AlertView.from_doc(
-        {"_id": "c" * 24, "timestamp": NOW, "card_masked": "411111******1111"}
-    )
-    assert travel_hops(alert) == []
-
-
-def test_travel_hops_give_distance_and_implied_speed_in_time_order() -> None:
-    doc = {
-        "_id": "d" * 24,
-        "timestamp": NOW,
-        "transaction_id": "t2",
-        "latitude": 48.857,
-        "longitude": 2.352,
-        "evidence_txns": [
-            {
-                "transaction_id": "t1",
-                "timestamp": "2026-11-25T08:00:00Z",
-                "latitude": 52.52,
-                "longitude": 13.405,
-                "amount_base": 10.0,
-                "country": "DE",
-                "channel": "card_present",
-            },
-        ],
-    }
-    hops = travel_hops(AlertView.from_doc(doc))
-    assert len(hops) == 1
-    assert hops[0].km == pytest.approx(878, abs=3)
-    assert hops[0].kmh == pytest.approx(878, abs=3)
 
 
 def test_stats_fill_missing_minutes_and_compute_precision_per_rule() -> None:

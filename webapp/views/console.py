@@ -37,7 +37,7 @@ from webapp.data.store import (
     TransitionNotAllowed,
 )
 from webapp.dispositions import CaseChanged, decide_case, record_disposition
-from webapp.location_plot import plot_locations, travel_hops
+from webapp.location_plot import TravelLimit, location_panel
 from webapp.queries import (
     LIST_PARAMS,
     AlertQuery,
@@ -214,17 +214,13 @@ def apply_filters() -> BaseResponse:
     return redirect(url_for(VIEWS[view][0], **params), 303)
 
 
+def _travel_limit(svc: Services) -> TravelLimit:
+    rule = svc.ruleset.rules.impossible_travel
+    return TravelLimit(rule.max_speed_kmh, rule.min_distance_km)
+
+
 def _detail_context(svc: Services, alert: AlertView) -> dict[str, Any]:
     history = svc.alerts.card_history(alert.card_token, limit=50)
-    points: list[tuple[float, float, str, bool]] = []
-    for t in sorted(alert.evidence_txns, key=lambda t: t.timestamp or alert.timestamp):
-        if t.latitude is None or t.longitude is None or t.transaction_id == alert.transaction_id:
-            continue
-        label = t.timestamp.strftime("%H:%M") if t.timestamp else t.transaction_id[:8]
-        points.append((t.latitude, t.longitude, f"{label} {t.country}", False))
-    if alert.latitude is not None and alert.longitude is not None:
-        label = f"{alert.timestamp.strftime('%H:%M')} {alert.country} (this)"
-        points.append((alert.latitude, alert.longitude, label, True))
     evidence = []
     for t in sorted(alert.evidence_txns, key=lambda t: t.timestamp or alert.timestamp):
         km = None
@@ -241,8 +237,7 @@ def _detail_context(svc: Services, alert: AlertView) -> dict[str, Any]:
         "evidence": evidence,
         "history": history,
         "dispositions": svc.alerts.dispositions(alert.alert_id),
-        "plot": plot_locations(points),
-        "hops": travel_hops(alert),
+        "locations": location_panel(alert, _travel_limit(svc)),
         "now": svc.now(),
     }
 
@@ -385,8 +380,7 @@ def _case_context(svc: Services, case: Case) -> dict[str, Any]:
         "timeline": timeline,
         "best": best,
         "alert": best,  # the location panel shows the best alert's places
-        "plot": detail["plot"],
-        "hops": detail["hops"],
+        "locations": detail["locations"],
         "dispositions": svc.cases.dispositions(case),
         "next_statuses": TRANSITIONS.get(case.status, ()),
         "now": svc.now(),
