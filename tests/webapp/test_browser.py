@@ -1,6 +1,6 @@
 """End to end in a real headless Chromium (Debian's ``chromium``, driven by Playwright):
-sign in, watch a new alert arrive live, open it, disposition it, reload. Also writes the
-README screenshots to ``docs/screenshots/``."""
+sign in, watch a new case arrive live, open it, confirm it as fraud in one step, reload. Also
+writes the README screenshots to ``docs/screenshots/``."""
 
 from __future__ import annotations
 
@@ -100,51 +100,64 @@ def sign_in(page: Page, base: str) -> None:
     expect(page.locator("#queue-table")).to_be_visible()
 
 
-def test_analyst_sees_a_new_alert_live_and_confirms_it_as_fraud(page, server, mongo_db) -> None:
+def test_analyst_sees_a_new_case_live_and_confirms_it_as_fraud_in_one_step(
+    page, server, mongo_db
+) -> None:
     base, svc = server
     sign_in(page, base)
     rows = page.locator("#queue-rows tr.row")
-    expect(rows).to_have_count(50)
+    expect(rows.first).to_be_visible()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "queue.png"))
 
-    # The dataflow lands a new alert: it shows up without a reload.
+    # The dataflow lands a card-testing burst on one new card: three alerts, one case, shown
+    # without a reload at the top of the queue.
     newest = mongo_db[ALERTS].find_one(sort=[("timestamp", -1)])
     # "New" means detected after the newest detection the page has seen; seeded alerts may
-    # carry detection times slightly ahead of the clock, so land this one after all of them.
+    # carry detection times slightly ahead of the clock, so land these after all of them.
     last_detected = mongo_db[ALERTS].find_one(sort=[("detected_at", -1)])["detected_at"]
     detected = max(svc.now().replace(tzinfo=None), last_detected) + timedelta(seconds=1)
-    fresh = dict(newest)
-    fresh.update(
-        _id="f" * 24,
-        transaction_id="tx-live-1",
-        merchant_name="Live Arrival Electronics",
-        timestamp=svc.now().replace(microsecond=0),
-        detected_at=detected,
-        status="open",
-        score=1.0,  # today's best: the top of the queue
-    )
-    fresh["queue_key"] = queue_key(epoch_ms(fresh["timestamp"]), 1.0, fresh["_id"])
-    assert write_alerts(mongo_db[ALERTS], [fresh]) == 1
-    new_row = page.locator(f'#queue-rows tr[data-alert-id="{"f" * 24}"]')
+    burst = []
+    for i, suffix in enumerate("abc"):
+        alert = dict(newest)
+        alert.update(
+            _id="f" * 23 + suffix,
+            transaction_id=f"tx-live-{i}",
+            card_token="c" * 32,
+            card_masked="411111******0042",
+            card_last4="0042",
+            merchant_name="Live Arrival Electronics",
+            timestamp=svc.now().replace(microsecond=0) - timedelta(seconds=30 - i * 10),
+            detected_at=detected,
+            status="open",
+            score=1.0 - i / 100,  # today's best: the top of the queue
+        )
+        alert["queue_key"] = queue_key(epoch_ms(alert["timestamp"]), alert["score"], alert["_id"])
+        burst.append(alert)
+    assert write_alerts(mongo_db[ALERTS], burst) == 3
+    case_id = burst[0]["_id"]  # the case is named after its first alert
+    new_row = page.locator(f'#queue-rows tr[data-case-id="{case_id}"]')
     expect(new_row).to_be_visible(timeout=10_000)
-    expect(rows.first).to_have_attribute("data-alert-id", "f" * 24)
+    expect(rows.first).to_have_attribute("data-case-id", case_id)
     expect(new_row).to_have_class(re.compile(r"\bis-new\b"))
+    expect(page.locator(f'#queue-rows tr[data-case-id="{burst[1]["_id"]}"]')).to_have_count(0)
 
-    new_row.locator("a.alert-link").click()
-    expect(page).to_have_url(f"{base}/alerts/{'f' * 24}")
-    expect(page.locator("h1")).to_contain_text("Live Arrival Electronics")
-    page.fill("textarea[name=comment]", "Cardholder confirmed they did not make this purchase.")
-    page.click("button[value=investigating]")
-    expect(page.locator(".flash-success")).to_contain_text("Investigating")
-    page.click("button[value=confirmed_fraud]")
-    expect(page.locator(".flash-success")).to_contain_text("Confirmed fraud")
+    new_row.locator("a.case-link").click()
+    expect(page).to_have_url(f"{base}/cases/{case_id}")
+    expect(page.locator("h1")).to_contain_text("3 alerts")
+    expect(page.locator("#case-timeline tr.alerted")).to_have_count(3)
+    page.screenshot(path=str(SCREENSHOTS / "case.png"), full_page=True)
+    page.fill("textarea[name=comment]", "Cardholder confirmed they did not make these purchases.")
+    page.click("button[value=confirmed_fraud]")  # one step from open
+    expect(page.locator(".flash-success")).to_contain_text("Confirmed fraud: 3 alerts changed")
 
     page.reload()
     expect(page.locator("#disposition .status-confirmed_fraud").first).to_be_visible()
     expect(page.locator("#disposition-history")).to_contain_text("alice")
-    expect(page.locator("#disposition-history")).to_contain_text("did not make this purchase")
-    assert mongo_db[ALERTS].find_one({"_id": "f" * 24})["status"] == "confirmed_fraud"
+    expect(page.locator("#disposition-history")).to_contain_text("did not make these purchases")
+    stored = list(mongo_db[ALERTS].find({"card_token": "c" * 32}))
+    assert {d["status"] for d in stored} == {"confirmed_fraud"}  # the siblings closed with it
+    assert {d["case_id"] for d in stored} == {case_id}
 
 
 def test_detail_and_dashboard_render_and_are_captured(page, server, mongo_db) -> None:
@@ -167,9 +180,10 @@ def test_detail_and_dashboard_render_and_are_captured(page, server, mongo_db) ->
 def test_filters_survive_live_refresh_in_the_browser(page, server, mongo_db) -> None:
     base, svc = server
     sign_in(page, base)
+    page.goto(f"{base}/alerts")
     page.select_option("select[name=severity]", "critical")
     page.click("#filters button[type=submit]")
-    expect(page).to_have_url(f"{base}/?severity=critical")
+    expect(page).to_have_url(f"{base}/alerts?severity=critical")
     before = page.locator("#queue-rows tr.row").count()
     newest = dict(mongo_db[ALERTS].find_one({"severity": "critical"}))
     low = dict(newest, _id="e" * 24, severity="low", timestamp=svc.now() - timedelta(seconds=1))

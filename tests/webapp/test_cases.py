@@ -97,7 +97,12 @@ def test_a_decision_on_a_case_that_changed_meanwhile_is_refused(analyst, seed, c
     seed(pan=demo_pan(11), ts=clock.now - timedelta(minutes=1))  # a new alert joins
     reply = analyst.post(
         f"/cases/{a['_id']}/disposition",
-        data={"seen": "open", "sig": sig.group(1), "to": "dismissed", "csrf_token": csrf_from(html)},
+        data={
+            "seen": "open",
+            "sig": sig.group(1),
+            "to": "dismissed",
+            "csrf_token": csrf_from(html),
+        },
     )
     assert reply.status_code == 409
     assert "changed after you opened it" in reply.get_data(as_text=True)

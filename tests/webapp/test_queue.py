@@ -1,4 +1,5 @@
-"""The alert list (``/alerts``; the case queue groups it: test_cases.py) against the real MongoDB-protocol server, seeded through ``write_alerts``."""
+"""The alert list (``/alerts``; the case queue groups it: test_cases.py), seeded through
+``write_alerts`` on the real MongoDB-protocol server."""
 
 from __future__ import annotations
 
@@ -198,7 +199,9 @@ def test_backfill_gives_alerts_from_an_older_release_their_queue_key(
     older = [seed(ts=clock.now - timedelta(minutes=m), drop=("queue_key",)) for m in (1, 2, 3)]
     current = seed(ts=clock.now - timedelta(minutes=4))
     assert current["_id"] in row_ids(analyst.get("/alerts").get_data(as_text=True))
-    assert not {d["_id"] for d in older} & set(row_ids(analyst.get("/alerts").get_data(as_text=True)))
+    assert not {d["_id"] for d in older} & set(
+        row_ids(analyst.get("/alerts").get_data(as_text=True))
+    )
     runner = app.test_cli_runner()
     done = runner.invoke(args=["backfill-queue-keys"])
     assert done.exit_code == 0, done.output

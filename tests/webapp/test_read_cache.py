@@ -351,9 +351,13 @@ def test_metrics_count_cache_hits_and_misses(mongo_db, seed, clock) -> None:
     seed()
     client = app.test_client()
     assert login(client, "victor").status_code == 302
+    client.get("/alerts")
+    client.get("/alerts")
     client.get("/")
     client.get("/")
     text = client.get("/metrics").get_data(as_text=True)
+    assert 'fraudwatch_webapp_read_cache_lookups_total{result="hit",view="cases"} 1.0' in text
     assert 'fraudwatch_webapp_read_cache_lookups_total{result="miss",view="page"} 1.0' in text
     assert 'fraudwatch_webapp_read_cache_lookups_total{result="hit",view="page"} 1.0' in text
-    assert 'fraudwatch_webapp_read_cache_lookups_total{result="hit",view="counts"} 1.0' in text
+    # both lists show the counts per status: one miss, then three hits
+    assert 'fraudwatch_webapp_read_cache_lookups_total{result="hit",view="counts"} 3.0' in text

@@ -34,10 +34,11 @@ from werkzeug.test import TestResponse
 
 from fraudwatch.alert_store import ALERT_STATS, ALERTS, DISPOSITIONS, minute_id
 from fraudwatch.vocabulary import TRANSITIONS
+from webapp.data.cases import case_signature
 from webapp.data.model_registry import MODEL_HEALTH, MODELS
 from webapp.queries import LIST_PARAMS
 from webapp.settings import ROLES
-from webapp.views.api import API_LIST_PARAMS, DispositionRequest
+from webapp.views.api import API_LIST_PARAMS, CaseDecisionRequest, DispositionRequest
 from webapp.views.console import POLL_PARAMS
 from webapp.views.ops import SECURITY_HEADERS
 
@@ -74,10 +75,20 @@ class Ctx:
     csrf: str = ""
     status: dict[str, str] = field(default_factory=dict)
     version: dict[str, int] = field(default_factory=dict)
+    # The alert's stored (status, version), for requests that must name the current state.
+    lookup: Callable[[str], tuple[str, int]] | None = None
 
     def next_status(self, alert_id: str) -> tuple[str, str]:
         seen = self.status.get(alert_id, "open")
         return seen, TRANSITIONS[seen][0]
+
+    def case_decision(self, alert_id: str) -> tuple[str, str, str]:
+        """(seen, to, signature) of a valid decision on the one-alert case of ``alert_id``."""
+        if self.lookup is not None:
+            seen, version = self.lookup(alert_id)
+        else:
+            seen, version = self.status.get(alert_id, "open"), self.version.get(alert_id, 0)
+        return seen, TRANSITIONS[seen][0], case_signature([(alert_id, seen, version)])
 
 
 Request = dict[str, Any]
@@ -111,6 +122,29 @@ def _disposition_api(ctx: Ctx) -> Request:
     }
 
 
+def _case_form(ctx: Ctx) -> Request:
+    seen, to, sig = ctx.case_decision(ctx.form_alert)
+    return {
+        "path": f"/cases/{ctx.form_alert}/disposition",
+        "data": {
+            "seen": seen,
+            "sig": sig,
+            "to": to,
+            "comment": "checked with the cardholder",
+            "csrf_token": ctx.csrf,
+        },
+    }
+
+
+def _case_api(ctx: Ctx) -> Request:
+    seen, to, sig = ctx.case_decision(ctx.api_alert)
+    return {
+        "path": f"/api/cases/{ctx.api_alert}/disposition",
+        "json": {"from": seen, "signature": sig, "to": to, "comment": "checked"},
+        "headers": {"X-CSRFToken": ctx.csrf},
+    }
+
+
 # A valid request for every route: the matrix, CSRF, header and injection tests start here.
 VALID_REQUESTS: dict[tuple[str, str], Callable[[Ctx], Request]] = {
     ("/login", "GET"): lambda c: {"path": "/login?next=/dashboard"},
@@ -125,6 +159,13 @@ VALID_REQUESTS: dict[tuple[str, str], Callable[[Ctx], Request]] = {
         "data": {"severity": "high", "rule": "", "card": "", "csrf_token": c.csrf},
     },
     ("/queue/live", "GET"): lambda c: {"path": "/queue/live?seen=0"},
+    ("/alerts", "GET"): lambda c: {"path": "/alerts?severity=high"},
+    ("/cases/live", "GET"): lambda c: {"path": "/cases/live?seen=0"},
+    ("/cases/<case_id>", "GET"): lambda c: {"path": f"/cases/{c.form_alert}"},
+    ("/cases/<case_id>/disposition", "POST"): _case_form,
+    ("/api/cases", "GET"): lambda c: {"path": "/api/cases?limit=20"},
+    ("/api/cases/<case_id>", "GET"): lambda c: {"path": f"/api/cases/{c.api_alert}"},
+    ("/api/cases/<case_id>/disposition", "POST"): _case_api,
     ("/alerts/<alert_id>", "GET"): lambda c: {"path": f"/alerts/{c.form_alert}"},
     ("/alerts/<alert_id>/disposition", "POST"): _disposition_form,
     ("/dashboard", "GET"): lambda c: {"path": "/dashboard"},
@@ -167,6 +208,13 @@ EXPECTED: dict[tuple[str, str], dict[str, int | str]] = {
     ("/", "GET"): PAGE,
     ("/filter", "POST"): {**PAGE, "viewer": 303, "analyst": 303},
     ("/queue/live", "GET"): PAGE,
+    ("/alerts", "GET"): PAGE,
+    ("/cases/live", "GET"): PAGE,
+    ("/cases/<case_id>", "GET"): PAGE,
+    ("/cases/<case_id>/disposition", "POST"): {**PAGE, "viewer": 403, "analyst": 303},
+    ("/api/cases", "GET"): API,
+    ("/api/cases/<case_id>", "GET"): API,
+    ("/api/cases/<case_id>/disposition", "POST"): {**API, "viewer": 403, "viewer_token": 403},
     ("/alerts/<alert_id>", "GET"): PAGE,
     ("/alerts/<alert_id>/disposition", "POST"): {**PAGE, "viewer": 403, "analyst": 303},
     ("/dashboard", "GET"): PAGE,
@@ -207,6 +255,16 @@ def csrf_token(client: FlaskClient) -> str:
 def sign_in(client: FlaskClient, name: str, password: str = PASSWORD) -> TestResponse:
     data = {"username": name, "password": password, "csrf_token": csrf_token(client)}
     return client.post("/login", data=data)
+
+
+def stored_state(mongo_db: Any) -> Callable[[str], tuple[str, int]]:
+    """The alert's status and version as stored (a case decision names them)."""
+
+    def lookup(alert_id: str) -> tuple[str, int]:
+        doc = mongo_db[ALERTS].find_one({"_id": alert_id}) or {}
+        return str(doc.get("status", "open")), int(doc.get("status_version", 0))
+
+    return lookup
 
 
 def alert_state(mongo_db: Any) -> dict[str, tuple[Any, Any]]:
@@ -264,7 +322,7 @@ def test_route_role_matrix(app, client, seed, mongo_db, principal) -> None:
     elif principal != "anonymous":
         _, token = access.create_token("victor" if principal == "viewer_token" else "alice")
         headers = {"Authorization": f"Bearer {token}"}
-    ctx = Ctx(form_alert, api_alert, csrf=csrf_token(client))
+    ctx = Ctx(form_alert, api_alert, csrf=csrf_token(client), lookup=stored_state(mongo_db))
     before = alert_state(mongo_db)
     # Sign-out last: it ends the session the other rows need.
     for rule, method in sorted(url_map_routes(app), key=lambda r: (r == ("/logout", "POST"), r)):
@@ -382,6 +440,7 @@ class Params:
 
 
 DISPOSITION_JSON = tuple(f.alias or name for name, f in DispositionRequest.model_fields.items())
+CASE_JSON = tuple(f.alias or name for name, f in CaseDecisionRequest.model_fields.items())
 PARAMS: dict[tuple[str, str], Params] = {
     ("/login", "GET"): Params(query=("next",)),
     ("/login", "POST"): Params(form_action="/login", form_page="/login"),
@@ -389,6 +448,15 @@ PARAMS: dict[tuple[str, str], Params] = {
     ("/", "GET"): Params(query=LIST_PARAMS),
     ("/filter", "POST"): Params(form_action="/filter", form_page="/"),
     ("/queue/live", "GET"): Params(query=POLL_PARAMS),
+    ("/alerts", "GET"): Params(query=LIST_PARAMS),
+    ("/cases/live", "GET"): Params(query=POLL_PARAMS),
+    ("/cases/<case_id>", "GET"): Params(),
+    ("/cases/<case_id>/disposition", "POST"): Params(
+        form_action="/disposition", form_page="/cases/<alert_id>"
+    ),
+    ("/api/cases", "GET"): Params(query=API_LIST_PARAMS),
+    ("/api/cases/<case_id>", "GET"): Params(),
+    ("/api/cases/<case_id>/disposition", "POST"): Params(json=CASE_JSON),
     ("/alerts/<alert_id>", "GET"): Params(),
     ("/alerts/<alert_id>/disposition", "POST"): Params(
         form_action="/disposition", form_page="/alerts/<alert_id>"
@@ -542,7 +610,7 @@ def test_operator_payloads_in_every_parameter_give_a_400_or_only_a_literal_match
     make_user(app, "alice", "analyst")
     client = app.test_client()
     assert sign_in(client, "alice").status_code == 302
-    ctx = Ctx(form_alert, api_alert, csrf=csrf_token(client))
+    ctx = Ctx(form_alert, api_alert, csrf=csrf_token(client), lookup=stored_state(mongo_db))
 
     state = initial = alert_state(mongo_db)
     dispositions = 0
@@ -563,6 +631,8 @@ def test_operator_payloads_in_every_parameter_give_a_400_or_only_a_literal_match
     target = {
         "/alerts/<alert_id>/disposition": form_alert,
         "/api/alerts/<alert_id>/disposition": api_alert,
+        "/cases/<case_id>/disposition": form_alert,
+        "/api/cases/<case_id>/disposition": api_alert,
     }.get(rule)
     # Controls: the unfiltered queue and API do show every seeded alert.
     assert seeded_ids <= set(HEX_ID.findall(client.get("/").get_data(as_text=True)))
@@ -653,7 +723,7 @@ def test_every_state_changing_route_refuses_a_missing_or_foreign_csrf_token(
     app, seed, mongo_db, rule, method
 ) -> None:
     assert {r for r in url_map_routes(app) if r[1] not in SAFE_METHODS} == set(STATE_CHANGING)
-    ctx = Ctx(seed()["_id"], seed()["_id"])
+    ctx = Ctx(seed()["_id"], seed()["_id"], lookup=stored_state(mongo_db))
     make_user(app, "alice", "analyst")
     make_user(app, "bob", "analyst")
     client, other = app.test_client(), app.test_client()
@@ -1043,9 +1113,12 @@ def xss_pages(ids: list[str]) -> list[str]:
     return [
         "/",
         "/?rule=card_testing",
+        "/alerts",
+        "/alerts?rule=card_testing",
         "/dashboard",
         "/model",
         *[f"/alerts/{i}" for i in ids],
+        *[f"/cases/{i}" for i in ids],
         *reflected,
     ]
 
@@ -1063,11 +1136,11 @@ def test_xss_corpus_in_every_displayed_field_renders_as_inert_text(app, client, 
     assert failed.status_code == 401
     assert_no_injected_markup(failed.get_data(as_text=True), "login as markup")
     assert sign_in(client, "alice").status_code == 302
-    queue = client.get("/").get_data(as_text=True)
+    queue = client.get("/alerts").get_data(as_text=True)
     assert set(ids) <= set(HEX_ID.findall(queue)), "the payload alerts must be on the page"
     assert "&lt;script&gt;alert(&#39;xss-1&#39;)&lt;/script&gt;" in queue  # shown, as text
-    for path in (*xss_pages(ids), "/queue/live?seen=0"):
-        response = client.get(path)
+    for path in (*xss_pages(ids), "/queue/live?seen=0", "/cases/live?seen=0"):
+        response = client.get(path, follow_redirects=True)  # a case page by any alert's id
         assert response.status_code in (200, 400, 404), (path, response.status_code)
         assert response.mimetype == "text/html", path
         assert_no_injected_markup(response.get_data(as_text=True), path)
@@ -1165,7 +1238,7 @@ def test_no_payload_executes_in_chromium_even_with_the_csp_switched_off(
             page.hover("main")
             assert seen == Witness(), f"{path}: {seen}"
         # A payload alert arriving through the live queue (an htmx swap) is inert too.
-        page.goto(base + "/")
+        page.goto(base + "/alerts")
         page.wait_for_selector("#queue-table")
         fresh = seed_xss_alert(seed, mongo_db, 3)
         page.wait_for_selector(f'tr[data-alert-id="{fresh["_id"]}"]', timeout=15_000)

@@ -139,10 +139,15 @@ class Case:
     def signature(self) -> str:
         """Changes when an alert joins or changes status: the decision form carries it, so a
         decision is refused if the case changed after the analyst loaded it."""
-        digest = hashlib.sha256()
-        for a in self.alerts:
-            digest.update(f"{a.alert_id}:{a.status}:{a.status_version};".encode())
-        return digest.hexdigest()[:16]
+        return case_signature((a.alert_id, a.status, a.status_version) for a in self.alerts)
+
+
+def case_signature(alerts: Iterable[tuple[str, str, int]]) -> str:
+    """The signature of a case with these (alert id, status, status version), oldest first."""
+    digest = hashlib.sha256()
+    for alert_id, status, version in alerts:
+        digest.update(f"{alert_id}:{status}:{version};".encode())
+    return digest.hexdigest()[:16]
 
 
 def _severity_rank(severity: str) -> int:

@@ -391,6 +391,7 @@ def _case_context(svc: Services, case: Case) -> dict[str, Any]:
 def case_detail(case_id: str) -> BaseResponse | str:
     svc = services()
     svc.ensure_indexes()
+    single_values(request.args.to_dict(flat=False), ())
     case = _load_case(svc, case_id)
     if case.case_id != case_id:
         return redirect(url_for("console.case_detail", case_id=case.case_id), 303)
