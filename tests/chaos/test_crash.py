@@ -78,6 +78,67 @@ def _disposition(db: Any, alert_id: str) -> None:
     )
 
 
+def _confirm_a_case(db: Any, exclude: str) -> tuple[str, set[str]]:
+    """Confirm the open case of some card (not ``exclude``'s) as the console does: every
+    undecided alert of the card, each by compare-and-set, with the case's id on it."""
+    from webapp.data.cases import CaseStore
+    from webapp.data.store import AlertStore
+
+    store = AlertStore(db, queue_window=timedelta(days=1))
+    pick = db.alerts.find_one({"_id": {"$ne": exclude}, "status": "open"})
+    assert pick is not None
+    case = CaseStore(store).get(pick["_id"])
+    assert case is not None
+    for a in case.undecided:
+        store.change_status(
+            a.alert_id,
+            seen=a.status,
+            to="confirmed_fraud",
+            user="chaos",
+            comment="confirmed during the crashes",
+            now=datetime.now(UTC),
+            seen_version=a.status_version,
+            case_id=case.case_id,
+        )
+    return case.case_id, {a.alert_id for a in case.undecided}
+
+
+def _assert_cases_partition_the_alerts(db: Any, decided: str, members: set[str]) -> int:
+    """Every alert is in exactly one case of the case queue, a card has at most one open case,
+    and the case decided before the crashes kept exactly its alerts. Returns the case count."""
+    from webapp.data.cases import CaseStore
+    from webapp.data.store import AlertStore
+    from webapp.queries import AlertQuery, Cursor
+
+    store = AlertStore(db, queue_window=timedelta(days=1))
+    times = [d["timestamp"] for d in db.alerts.find({}, {"timestamp": 1})]
+    start = min(times).replace(tzinfo=UTC) - timedelta(days=1)
+    end = max(times).replace(tzinfo=UTC) + timedelta(days=1)
+    query = AlertQuery(start=start, end=end)
+    listed: list[str] = []
+    in_cases: Counter[str] = Counter()
+    open_cards: Counter[str] = Counter()
+    while True:
+        page = CaseStore(store).page(query, 50, datetime.now(UTC))
+        for case in page.cases:
+            listed.append(case.case_id)
+            in_cases.update(a.alert_id for a in case.alerts)
+            if case.is_open:
+                open_cards[case.card_token] += 1
+            if case.case_id == decided:
+                assert {a.alert_id for a in case.alerts} == members
+                assert case.status == "confirmed_fraud"
+        if page.older is None:
+            break
+        query = AlertQuery(start=start, end=end, before=Cursor(page.older))
+    assert len(listed) == len(set(listed)), "a case was listed twice"
+    assert decided in listed
+    assert set(in_cases) == {d["_id"] for d in db.alerts.find({}, {"_id": 1})}
+    assert max(in_cases.values()) == 1, "an alert is in two cases"
+    assert max(open_cards.values(), default=1) == 1, "a card has two open cases"
+    return len(listed)
+
+
 class LiveFeed(threading.Thread):
     """Sends ``values`` at ``rate`` per second until told to stop (after at least ``minimum``)."""
 
@@ -121,6 +182,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
 
     kills = 0
     disposed: str | None = None
+    decided, members = "", set()
     seen = 0
     try:
         while kills < KILLS:
@@ -145,6 +207,7 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
             if disposed is None:
                 disposed = next(iter(db.alerts.find({}, {"_id": 1}).limit(1)))["_id"]
                 _disposition(db, disposed)
+                decided, members = _confirm_a_case(db, disposed)
     finally:
         feed.enough.set()
         feed.join(timeout=120)
@@ -160,6 +223,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     by_id = assert_equals_oracle(db, expected, judged(values))
     assert disposed is not None
     assert by_id[disposed]["status"] == "investigating"
+    # Cases are read from the alerts: the replays after each kill neither split nor
+    # duplicated one, and the case confirmed between two kills kept exactly its alerts.
+    cases = _assert_cases_partition_the_alerts(db, decided, members)
 
     # At-least-once on Kafka: replays after a kill may re-send alerts; consumers dedupe on the
     # message key + alert_id. Every expected alert is there at least once, nothing else is.
@@ -172,9 +238,10 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     record_property("transactions", len(values))
     record_property("alerts", len(expected))
     record_property("kafka_duplicate_deliveries", duplicates)
+    record_property("cases", cases)
     print(
         f"\n[chaos] kills={kills} transactions={len(values)} alerts={len(expected)} "
-        f"lost=0 spurious=0 kafka_duplicate_deliveries={duplicates}"
+        f"lost=0 spurious=0 kafka_duplicate_deliveries={duplicates} cases={cases}"
     )
 
 

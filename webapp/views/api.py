@@ -23,9 +23,11 @@ from webapp.data.store import (
     DispositionConflict,
     TransitionNotAllowed,
 )
+from webapp.data.users import User
 from webapp.dispositions import CaseChanged, decide_case, record_disposition
 from webapp.queries import (
     LIST_PARAMS,
+    AlertQuery,
     InvalidParameter,
     is_alert_id,
     parse_alert_query,
@@ -119,15 +121,21 @@ def authenticate() -> ResponseReturnValue | None:
     return None
 
 
-@bp.get("/alerts")
-def list_alerts() -> ResponseReturnValue:
+def _list_request(default: int, maximum: int) -> tuple[AlertQuery, int]:
+    """A list call's filters and page size; ``cursor`` is the previous page's ``next_cursor``."""
     svc = services()
     svc.ensure_indexes()
     values = single_values(request.args.to_dict(flat=False), API_LIST_PARAMS)
-    limit = parse_limit(values.pop("limit", None), default=50, maximum=MAX_LIMIT)
+    limit = parse_limit(values.pop("limit", None), default=default, maximum=maximum)
     if "cursor" in values:
         values["before"] = values.pop("cursor")
-    query = parse_alert_query(values, svc.tokenizer)
+    return parse_alert_query(values, svc.tokenizer), limit
+
+
+@bp.get("/alerts")
+def list_alerts() -> ResponseReturnValue:
+    svc = services()
+    query, limit = _list_request(default=50, maximum=MAX_LIMIT)
     page = svc.alerts.page(query, limit, svc.now())
     return jsonify(
         alerts=[alert_json(a) for a in page.alerts],
@@ -154,17 +162,24 @@ def get_alert(alert_id: str) -> ResponseReturnValue:
     )
 
 
-@bp.post("/alerts/<alert_id>/disposition")
-def post_disposition(alert_id: str) -> ResponseReturnValue:
-    svc = services()
+def _analyst_json(refusal: str) -> tuple[User, Any]:
+    """The analyst making a state-changing call (else 403 with ``refusal``) and its JSON body
+    (else 400)."""
     user = current_user()
     if user is None or not user.can_disposition:
-        abort(403, description="Only analysts can change an alert's status.")
+        abort(403, description=refusal)
     if not request.is_json:
         raise InvalidParameter("body", "send a JSON object with Content-Type: application/json")
     body = request.get_json(silent=True)
     if body is None:
         raise InvalidParameter("body", "is not valid JSON")
+    return user, body
+
+
+@bp.post("/alerts/<alert_id>/disposition")
+def post_disposition(alert_id: str) -> ResponseReturnValue:
+    svc = services()
+    user, body = _analyst_json("Only analysts can change an alert's status.")
     req = DispositionRequest.parse(body)
     comment = validate_comment(req.comment)
     if not is_alert_id(alert_id):
@@ -204,12 +219,7 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
 def list_cases() -> ResponseReturnValue:
     """Cases in queue order; ``cursor`` is the previous page's ``next_cursor``."""
     svc = services()
-    svc.ensure_indexes()
-    values = single_values(request.args.to_dict(flat=False), API_LIST_PARAMS)
-    limit = parse_limit(values.pop("limit", None), default=25, maximum=MAX_CASE_LIMIT)
-    if "cursor" in values:
-        values["before"] = values.pop("cursor")
-    query = parse_alert_query(values, svc.tokenizer)
+    query, limit = _list_request(default=25, maximum=MAX_CASE_LIMIT)
     page = svc.cases.page(query, limit, svc.now())
     return jsonify(
         cases=[case_json(c) for c in page.cases], next_cursor=page.older, count=len(page.cases)
@@ -241,14 +251,7 @@ def get_case(case_id: str) -> ResponseReturnValue:
 def post_case_disposition(case_id: str) -> ResponseReturnValue:
     """One decision for the whole case; ``from`` and ``signature`` are the case as read."""
     svc = services()
-    user = current_user()
-    if user is None or not user.can_disposition:
-        abort(403, description="Only analysts can decide a case.")
-    if not request.is_json:
-        raise InvalidParameter("body", "send a JSON object with Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise InvalidParameter("body", "is not valid JSON")
+    user, body = _analyst_json("Only analysts can decide a case.")
     req = CaseDecisionRequest.parse(body)
     comment = validate_comment(req.comment)
     case = _case_or_404(case_id)
