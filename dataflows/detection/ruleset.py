@@ -58,6 +58,9 @@ class VelocityAmount(RuleBase):
 class CardTesting(RuleBase):
     window_minutes: float = Field(gt=0)
     small_ratio: float = Field(gt=0, lt=1)
+    # The population's usual amount in the base currency: the reference of a card without
+    # history (the one absolute amount of the rule file; docs/detection.md says why).
+    population_median: float = Field(gt=0)
     min_small: int = Field(ge=1)
     weight_per_extra: float = Field(ge=0)
     large_ratio: float = Field(gt=1)
