@@ -455,7 +455,8 @@ def test_alert_explains_its_strongest_signals_first_with_severity_from_the_score
     weights = [s.weight for s in sorted(out.signals, key=lambda s: -s.weight)]
     assert next(s.weight for s in out.signals if s.rule == rules[0]) == weights[0]
     assert out.alert.score == out.score
-    assert out.alert.severity == ruleset.severity_for(out.alert.score)
+    bands = det.policies.at(big.ts).severity_bands(ruleset.severity)
+    assert out.alert.severity == bands.severity(out.alert.score)
     assert out.alert.ruleset_version == ruleset.version
 
 
@@ -568,3 +569,29 @@ def test_one_lost_dispute_does_not_clear_a_card_with_another_fraud(ruleset: Rule
     det.apply_label(state, label("t1", reported=T0 + 2 * HOUR, fraud=False))
     out = run(det, [make_event(transaction_id="z", ts=T0 + 3 * HOUR)], state)[0]
     assert fired(out) == ["compromised_card"]
+
+
+def test_before_any_operating_point_severity_cuts_at_multiples_of_the_thresholds_odds(
+    ruleset: RuleSet,
+) -> None:
+    """The rule file's threshold (0.5, odds 1) with odds 3x / 10x / 100x: 0.75 / 0.91 / 0.99."""
+    cfg = ruleset.severity
+    bands = Detector(ruleset).policies.at(T0).severity_bands(cfg)
+    assert bands.medium == pytest.approx(cfg.medium_odds / (1 + cfg.medium_odds), abs=1e-6)
+    assert bands.high == pytest.approx(cfg.high_odds / (1 + cfg.high_odds), abs=1e-6)
+    assert bands.critical == pytest.approx(cfg.critical_odds / (1 + cfg.critical_odds), abs=1e-6)
+    assert [bands.severity(x) for x in (0.5, 0.8, 0.95, 0.995)] == [
+        "low", "medium", "high", "critical"
+    ]  # fmt: skip
+
+
+def test_an_always_alert_signal_is_at_least_high_whatever_its_score(ruleset: RuleSet) -> None:
+    det = only(ruleset, "impossible_travel")
+    home = make_event(transaction_id="home", ts=T0, amount=20.0)
+    away = make_event(transaction_id="away", ts=T0 + 20 * MIN, amount=20.0,
+                      latitude=40.42, longitude=-3.70, country="ES")  # fmt: skip
+    out = run(det, [home, away])[-1]
+    assert out.alert is not None
+    bands = det.policies.at(away.ts).severity_bands(ruleset.severity)
+    assert out.alert.score < bands.high  # the score alone would say medium or low ...
+    assert out.alert.severity == "high"  # ... the always-alert signal lifts it
