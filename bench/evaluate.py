@@ -58,7 +58,7 @@ import orjson
 
 from bench.handbook.split import DAY_MS, Split, format_ms, known_compromised
 from bench.metrics import average_precision, card_precision_at_k_days, median, ratio, roc_auc
-from fraudwatch.vocabulary import EXCHANGE_RATES
+from fraudwatch.vocabulary import EXCHANGE_RATES, SEVERITIES
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Only alert ids depend on the token key; every run here uses the same one.
@@ -139,6 +139,7 @@ class Scored(NamedTuple):
     score: float
     alerted: bool
     rules: tuple[str, ...] = ()
+    severity: str | None = None  # the alert's severity band (a detector's own alerts only)
 
 
 def _day(ts_ms: int) -> str:
@@ -259,6 +260,22 @@ def score_run(
         for rule in said[txn_id].rules:
             rule_alerts[rule] += 1
             rule_on_fraud[rule] += txn_id in fraud_ids
+    by_severity: Counter[str] = Counter()
+    severity_on_fraud: Counter[str] = Counter()
+    for txn_id in alerted:
+        sev = said[txn_id].severity
+        if sev is not None:
+            by_severity[sev] += 1
+            severity_on_fraud[sev] += txn_id in fraud_ids
+    per_severity = {
+        sev: {
+            "alerts": by_severity[sev],
+            "share": ratio(by_severity[sev], len(alerted)),
+            "precision": ratio(severity_on_fraud[sev], by_severity[sev]),
+        }
+        for sev in SEVERITIES
+        if by_severity
+    }
     per_rule = {
         rule: {
             "alerts": n,
@@ -307,6 +324,7 @@ def score_run(
         ),
         "scenarios": per_scenario,
         "rules": per_rule,
+        "severities": per_severity,
     }
 
 
@@ -426,7 +444,10 @@ def read_alerts(path: Path) -> dict[str, Scored]:
     """An alerts file (``dataflows.backtest -o``) as scores: each alert's score, alerted."""
     return {
         a["transaction_id"]: Scored(
-            float(a["score"]), True, tuple(r["rule"] for r in a.get("reasons", ()))
+            float(a["score"]),
+            True,
+            tuple(r["rule"] for r in a.get("reasons", ())),
+            a.get("severity"),
         )
         for a in _json_lines(path)
     }
@@ -443,8 +464,13 @@ def read_scores(path: Path, alerts: Mapping[str, Scored] | None = None) -> dict[
         if not 0.0 <= score <= 1.0:
             raise ValueError(f"{path}: score {score} of {row['transaction_id']} not in [0, 1]")
         alert = alerts.get(row["transaction_id"]) if alerts is not None else None
-        rules = alert.rules if alert is not None and row["alerted"] else ()
-        out[row["transaction_id"]] = Scored(score, bool(row["alerted"]), rules)
+        lent = alert if alert is not None and row["alerted"] else None
+        out[row["transaction_id"]] = Scored(
+            score,
+            bool(row["alerted"]),
+            lent.rules if lent else (),
+            lent.severity if lent else None,
+        )
     return out
 
 
@@ -1158,6 +1184,16 @@ def render_report(runs: Mapping[str, Mapping[str, Any]], info: RunInfo) -> str:
             "CP@100 forest", ">= forest", "alerted cards / day (min-max)",
             "days within ±20 %"]  # fmt: skip
     out.extend(_table(head, rows, "l"))
+    spread = {n: r["results"]["fraudwatch"].get("severities") for n, r in done.items()}
+    if any(spread.values()):
+        w("\nSeverity spread: the share of fraudwatch's test-set alerts in each band (cut-offs "
+          "published with each operating point, docs/detection.md *Severity*), and the share "
+          "of each band's alerts on fraud.\n")  # fmt: skip
+        rows = [
+            [name, *(_severity_cell(sev.get(s)) for s in SEVERITIES)]
+            for name in done if (sev := spread[name])
+        ]  # fmt: skip
+        out.extend(_table(["profile", *SEVERITIES], rows, "l"))
     trainers = {name: r.get("trainer") for name, r in done.items() if r.get("trainer")}
     if trainers:
         w("\n### The trainer, simulated in event time\n")
@@ -1395,6 +1431,12 @@ def _scenario_cell(r: Mapping[str, Any] | None, col: str) -> str:
         "txn recall": lambda: _pct(r["txn_recall"]),
         "median delay (min)": lambda: _num(r["median_delay_min"]),
     }[col]()
+
+
+def _severity_cell(band: Mapping[str, Any] | None) -> str:
+    if band is None:
+        return NONE
+    return f"{_pct(band['share'])} ({band['alerts']:,}; {_pct(band['precision'])} fraud)"
 
 
 def _rule_cell(r: Mapping[str, Any] | None) -> str:

@@ -49,6 +49,7 @@ class LearningSettings(BaseSettings):
             min_frauds=self.trainer_min_frauds,
             budget_cards_per_day=self.alert_budget_cards_per_day or None,
             grace_ms=int(self.trainer_grace_minutes * 60_000),
+            severity=ruleset.severity,
         )
 
 

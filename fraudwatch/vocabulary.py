@@ -38,7 +38,8 @@ STATUS_LABELS: dict[str, str] = {
 
 # --- severities ------------------------------------------------------------------------------
 
-# An alert's band of its score; the thresholds are the rule set's ([severity]).
+# An alert's band among the recent alerts: its operating point's cut-offs of the score
+# (docs/detection.md, *Severity*; [severity] in config/rules.toml).
 Severity = Literal["low", "medium", "high", "critical"]
 SEVERITIES: tuple[str, ...] = get_args(Severity)
 

@@ -9,7 +9,7 @@ scores and alerts for the same per-card (and per-merchant) order. Its parts:
 - ``merchant``: per-merchant daily counts and fraud labels, the learned merchant risk, and
   ``MerchantBook``, one shard's merchants
 - ``signals``: each signal (rule) as a small function over a ``Window`` on the card's history
-- ``scoring``: how signals combine into a score in [0, 1], severity and alert decision
+- ``scoring``: how signals combine into a score in [0, 1] and the alert decision
 - ``features``: each judged transaction's named feature row, what models score and learn from
 - ``policy``: the models and the operating points (model + threshold) that score a transaction
 - ``detector``: judges one transaction: signals, score, explanation, state update

@@ -421,7 +421,9 @@ class Detector:
             alert_id=alert_id_for(e.card_token, e.transaction_id),
             event=e,
             score=score,
-            severity=self.scorer.severity(score),
+            severity=point.severity_bands(self.ruleset.severity).severity(
+                score, any(s.always_alert for s in signals)
+            ),
             reasons=reasons,
             evidence=tuple(r["transaction_id"] for r in rows),
             evidence_txns=rows,

@@ -30,6 +30,8 @@ import numpy as np
 import numpy.typing as npt
 
 from dataflows.detection.features import FEATURE_NAMES
+from dataflows.detection.ruleset import SeverityConfig
+from fraudwatch.vocabulary import Severity
 
 if TYPE_CHECKING:
     import lightgbm
@@ -138,19 +140,110 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+# Where an operating point's severity cut-offs come from.
+BANDS_FROM_ALERTS = "recent_alerts"  # shares of the recent alerts the score raised
+BANDS_FROM_ODDS = "threshold_odds"  # multiples of the alert threshold's odds
+
+
+@dataclass(frozen=True)
+class SeverityBands:
+    """Score cut-offs of the severity bands: a score at or above ``critical`` is critical, at
+    or above ``high`` high, at or above ``medium`` medium, anything lower low. An alert raised
+    by an always-alert signal is at least high, whatever its score."""
+
+    medium: float
+    high: float
+    critical: float
+    basis: str = BANDS_FROM_ODDS
+
+    def severity(self, score: float, always_alert: bool = False) -> Severity:
+        if score >= self.critical:
+            return "critical"
+        if score >= self.high or always_alert:
+            return "high"
+        if score >= self.medium:
+            return "medium"
+        return "low"
+
+    @classmethod
+    def from_odds(cls, threshold: float, config: SeverityConfig) -> SeverityBands:
+        """Cut-offs at multiples of the threshold's odds (the evidence a likelihood ratio of
+        that many times stronger than what it takes to alert)."""
+        t = min(max(threshold, 1e-9), 1.0 - 1e-9)
+        base = math.log(t / (1.0 - t))
+
+        def cut(multiple: float) -> float:
+            if threshold >= 1.0:
+                return 1.0
+            return round(1.0 / (1.0 + math.exp(-(base + math.log(multiple)))), 6)
+
+        return cls(cut(config.medium_odds), cut(config.high_odds), cut(config.critical_odds))
+
+    @classmethod
+    def from_alerts(
+        cls, scores: Vector, weights: Vector, threshold: float, config: SeverityConfig
+    ) -> SeverityBands:
+        """Cut-offs that put ``config``'s shares of these alerts' (sampling) weight at or above
+        each band; the odds cut-offs when there are too few alerts to take shares of."""
+        order = np.argsort(-scores, kind="stable")
+        s, w = scores[order], weights[order]
+        if len(s) < math.ceil(1.0 / config.critical_share):
+            return cls.from_odds(threshold, config)
+        reached = np.cumsum(w) / w.sum()
+
+        def cut(share: float) -> float:
+            i = min(int(np.searchsorted(reached, share - 1e-12)), len(s) - 1)
+            return float(s[i])
+
+        return cls(
+            cut(config.medium_share), cut(config.high_share), cut(config.critical_share),
+            BANDS_FROM_ALERTS,
+        )  # fmt: skip
+
+    def doc(self) -> dict[str, Any]:
+        return {
+            "medium": self.medium,
+            "high": self.high,
+            "critical": self.critical,
+            "basis": self.basis,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Any) -> SeverityBands:
+        """Read back what ``doc`` wrote; ``ValueError`` for anything else."""
+        if not isinstance(doc, dict):
+            raise ValueError(f"severity bands {doc!r}")
+        cuts = [doc.get(k) for k in ("medium", "high", "critical")]
+        if not all(isinstance(c, int | float) and 0 <= c <= 1 for c in cuts):
+            raise ValueError(f"severity bands {doc!r}: cut-offs must be scores in [0, 1]")
+        lo, mid, hi = (float(c) for c in cuts)  # type: ignore[arg-type]
+        if not lo <= mid <= hi:
+            raise ValueError(f"severity bands {doc!r}: cut-offs must grow toward critical")
+        return cls(lo, mid, hi, str(doc.get("basis", BANDS_FROM_ODDS)))
+
+
 @dataclass(frozen=True)
 class OperatingPoint:
-    """One day's decision: this model and threshold score from ``effective_ms`` on."""
+    """One day's decision: this model and threshold score from ``effective_ms`` on, and these
+    severity bands grade its alerts (None: the rule file's odds multiples of the threshold)."""
 
     day: str  # the UTC event day the trainer decided for, "2026-10-12"
     effective_ms: int
     model: Model
     threshold: float
     budget: int | None = None  # the cards-per-day budget the threshold was sized to
+    bands: SeverityBands | None = None
 
     @property
     def version(self) -> str:
         return self.model.version
+
+    def severity_bands(self, config: SeverityConfig) -> SeverityBands:
+        return (
+            self.bands
+            if self.bands is not None
+            else SeverityBands.from_odds(self.threshold, config)
+        )
 
 
 class PolicyBook:
@@ -209,4 +302,5 @@ def operating_point_doc(point: OperatingPoint) -> dict[str, Any]:
         "kind": point.model.kind,
         "threshold": point.threshold,
         "budget_cards_per_day": point.budget,
+        **({"severity_bands": point.bands.doc()} if point.bands is not None else {}),
     }

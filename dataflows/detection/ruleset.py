@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from fraudwatch.vocabulary import BASE_CURRENCY, EXCHANGE_RATES, Severity
+from fraudwatch.vocabulary import BASE_CURRENCY, EXCHANGE_RATES
 
 DEFAULT_RULES_FILE = Path(__file__).resolve().parents[2] / "config" / "rules.toml"
 
@@ -58,6 +58,9 @@ class VelocityAmount(RuleBase):
 class CardTesting(RuleBase):
     window_minutes: float = Field(gt=0)
     small_ratio: float = Field(gt=0, lt=1)
+    # The population's usual amount in the base currency: the reference of a card without
+    # history (the one absolute amount of the rule file; docs/detection.md says why).
+    population_median: float = Field(gt=0)
     min_small: int = Field(ge=1)
     weight_per_extra: float = Field(ge=0)
     large_ratio: float = Field(gt=1)
@@ -144,10 +147,29 @@ class Score(_Strict):
     alert_threshold: float = Field(gt=0, le=1)
 
 
-class SeverityThresholds(_Strict):
-    critical: float = Field(gt=0, le=1)
-    high: float = Field(gt=0, le=1)
-    medium: float = Field(gt=0, le=1)
+class SeverityConfig(_Strict):
+    """How an alert's score becomes its severity band (docs/detection.md, *Severity*).
+
+    ``*_share``: the trainer sets each operating point's cut-offs so that these shares of the
+    recent alerts the score raised are at or above each band (cumulative, from the top).
+    ``*_odds``: where there are no recent alerts to take shares of (no operating point yet,
+    or none alerted), the cut-offs are these multiples of the alert threshold's odds.
+    """
+
+    critical_share: float = Field(default=0.1, gt=0, lt=1)
+    high_share: float = Field(default=0.3, gt=0, lt=1)
+    medium_share: float = Field(default=0.6, gt=0, lt=1)
+    medium_odds: float = Field(default=3.0, gt=1)
+    high_odds: float = Field(default=10.0, gt=1)
+    critical_odds: float = Field(default=100.0, gt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityConfig:
+        if not self.critical_share < self.high_share < self.medium_share:
+            raise ValueError("shares must grow from critical to high to medium (cumulative)")
+        if not self.medium_odds < self.high_odds < self.critical_odds:
+            raise ValueError("odds multiples must grow from medium to high to critical")
+        return self
 
 
 class RuleSet(_Strict):
@@ -158,7 +180,7 @@ class RuleSet(_Strict):
     labels: Labels
     score: Score
     rules: Rules
-    severity: SeverityThresholds
+    severity: SeverityConfig
 
     @model_validator(mode="before")
     @classmethod
@@ -213,16 +235,6 @@ class RuleSet(_Strict):
     @property
     def compromised_ms(self) -> int:
         return int(self.labels.compromised_days * 86_400_000)
-
-    def severity_for(self, score: float) -> Severity:
-        s = self.severity
-        if score >= s.critical:
-            return "critical"
-        if score >= s.high:
-            return "high"
-        if score >= s.medium:
-            return "medium"
-        return "low"
 
 
 class RuleFileError(ValueError):

@@ -27,7 +27,11 @@ def sigmoid(x: float) -> float:
 
 
 class Scorer:
-    """The scoring half of a rule set: prior, alert threshold, severity bands."""
+    """The scoring half of a rule set: prior, alert threshold, explanation order.
+
+    Severity is the operating point's (``policy.SeverityBands``): it grades an alert among
+    the recent ones, which a fixed band of the score cannot do once the threshold moves.
+    """
 
     __slots__ = ("prior_logit", "ruleset", "threshold")
 
@@ -46,9 +50,6 @@ class Scorer:
 
     def alerts(self, score: float, signals: Sequence[Signal]) -> bool:
         return score >= self.threshold or any(s.always_alert for s in signals)
-
-    def severity(self, score: float) -> str:
-        return self.ruleset.severity_for(score)
 
 
 def explain(signals: Sequence[Signal], top: int = 5) -> list[Signal]:

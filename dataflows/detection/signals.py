@@ -102,6 +102,22 @@ class Window:
     def amounts(self, lo: int, hi: int) -> list[float]:
         return self.state.ev[lo * STRIDE + AMT : hi * STRIDE : STRIDE].tolist()
 
+    def median_before(self, lo: int) -> float | None:
+        """The median amount of the card's profile as it was before kept transaction ``lo``
+        (None below the minimum history): the habit a burst starting at ``lo`` is compared
+        with."""
+        if lo == self.pos:
+            return self.card_median()
+        start = max(0, lo - self.ruleset.engine.profile_size)
+        since = self.e.ts - self.ruleset.profile_horizon_ms
+        ev = self.state.ev
+        while start < lo and ev[start * STRIDE] < since:
+            start += 1
+        if lo - start < self.ruleset.rules.amount_vs_habit.min_history:
+            return None
+        med = median(self.amounts(start, lo))
+        return med if med > 0 else None
+
     def card_median(self) -> float | None:
         """The median amount of the card's profile, or None below the minimum history."""
         if self._median is not None and self._median < 0:
@@ -208,26 +224,37 @@ def card_testing(w: Window) -> Signal | None:
     rule = w.ruleset.rules.card_testing
     if not rule.enabled:
         return None
-    # Tiny is relative to the card's habit; a zero-amount verification is tiny for any card.
-    ref = w.card_median()
-    small_max = 0.0 if ref is None else rule.small_ratio * ref
+    lo = w.start_after(w.e.ts - rule.window_minutes * 60_000)
+    # Cheap test first: too few authorizations in the window, whatever their amounts.
+    if w.pos - lo + 1 < rule.min_small:
+        return None
+    # Tiny and large are relative to the card's habit before the burst (the tests must not
+    # become the habit they are compared with); a card without that history is compared with
+    # the population's habit, so a new card tested at a low-ticket merchant still counts.
+    card_ref = w.median_before(lo)
+    ref = rule.population_median if card_ref is None else card_ref
+    small_max = rule.small_ratio * ref
     is_small = w.amount <= small_max
-    is_large = ref is not None and w.amount >= rule.large_ratio * ref
+    is_large = w.amount >= rule.large_ratio * ref
     if not (is_small or is_large):
         return None
-    lo = w.start_after(w.e.ts - rule.window_minutes * 60_000)
     small = [lo + k for k, a in enumerate(w.amounts(lo, w.pos)) if a <= small_max]
     n_small = len(small) + (1 if is_small else 0)
     if n_small < rule.min_small:
         return None
     weight = rule.weight + rule.weight_per_extra * (n_small - rule.min_small)
-    span_min = (w.e.ts - w.state.ts(small[0])) / 60_000 if small else 0.0
-    usual = f"{rule.small_ratio:g}x of a usual {money(ref)}" if ref else "no history yet"
+    span = (w.e.ts - w.state.ts(small[0])) / 1000 if small else 0.0
+    span_txt = f"{span:.0f} s" if span < 120 else f"{span / 60:.0f} min"
+    usual = (
+        f"{rule.small_ratio:g}x this card's usual {money(ref)}"
+        if card_ref is not None
+        else f"{rule.small_ratio:g}x the population's usual {money(ref)}: no card history"
+    )
     detail = (
         f"{n_small} tiny authorizations (at most {money(small_max)} {w.base}, {usual}) "
-        f"in {span_min:.0f} min"
+        f"in {span_txt}"
     )
-    if is_large and ref is not None:
+    if is_large:
         weight += rule.large_weight
         detail += f", then this {money(w.amount)} {w.base} one ({w.amount / ref:.1f}x usual)"
     return Signal("card_testing", min(rule.max_weight, weight), detail, tuple(small))

@@ -13,6 +13,8 @@ only what was known before ``D`` (logged rows before ``D``, labels reported befo
 3. **Size the threshold** so that about ``budget`` cards alert per day: the chosen model
    scores the last ``budget_days`` days of logged rows; per card and day its highest score
    counts; cards that an always-alert signal flags alert anyway and use up budget first.
+   The **severity bands** are cut where the rule file's shares of those days' rows at or
+   above the threshold (weighted as sampled) begin: the top 10 % critical, and so on.
 4. The decision is an operating point that scores from ``D + grace`` on (event time), so a
    running dataflow has that long to load it and a backtest applies it at the same instant.
 
@@ -43,9 +45,11 @@ from dataflows.detection.policy import (
     GbmModel,
     Model,
     OperatingPoint,
+    SeverityBands,
     digest,
 )
 from dataflows.detection.quality import average_precision, card_precision_at_k, roc_auc
+from dataflows.detection.ruleset import SeverityConfig
 from fraudwatch.contract import LabelEvent
 
 DAY_MS = 86_400_000
@@ -96,6 +100,7 @@ class TrainingConfig:
     k: int = 100  # card precision@k in the health view
     params: dict[str, Any] = field(default_factory=lambda: dict(LIGHTGBM_PARAMS))
     rounds: int = LIGHTGBM_ROUNDS
+    severity: SeverityConfig = field(default_factory=SeverityConfig)  # the rule file's
 
     @property
     def keep_days(self) -> int:
@@ -299,17 +304,20 @@ class Trainer:
             model_doc = doc
         if self.current is self.formula:
             self.validation[self.formula.version] = current_ap
-        threshold = self._threshold(day)
+        threshold, bands = self._operating(day)
         point = OperatingPoint(
-            day_name(day), start_ms + c.grace_ms, self.current, threshold, c.budget_cards_per_day
-        )
+            day_name(day), start_ms + c.grace_ms, self.current, threshold,
+            c.budget_cards_per_day, bands,
+        )  # fmt: skip
         self.decided[day] = point
         if model_doc is not None:
             model_doc["threshold"] = threshold
             model_doc["budget_cards_per_day"] = c.budget_cards_per_day
         log.append(
             f"{day_name(day)}: {self.current.version} scores from "
-            f"{day_name(day)} +{c.grace_ms // 60_000} min at threshold {threshold:.6f}"
+            f"{day_name(day)} +{c.grace_ms // 60_000} min at threshold {threshold:.6f}, "
+            f"severity from {bands.medium:.6f} / {bands.high:.6f} / {bands.critical:.6f} "
+            f"({bands.basis})"
         )
         self.prune(day)
         return Decision(point, model_doc, model_text, "; ".join(log))
@@ -334,35 +342,23 @@ class Trainer:
         version = f"gbm-{day_name(day).replace('-', '')}-{digest(text)[:8]}"
         return GbmModel(version, booster), text
 
-    def _threshold(self, day: int) -> float:
-        """The threshold at which about ``budget`` cards a day alerted over the recent days."""
+    def _operating(self, day: int) -> tuple[float, SeverityBands]:
+        """The threshold at which about ``budget`` cards a day alerted over the recent days,
+        and the severity bands that spread the alerts it would have raised on them."""
         c = self.config
         budget = c.budget_cards_per_day
         fallback = c.fallback_threshold if self.current.kind == FORMULA else 0.5
-        if not budget:
-            return fallback
         days = [d for d in range(day - c.budget_days, day) if d in self.days and self.days[d].rows]
-        if not days:
-            return fallback
-        best: list[float] = []
-        always = 0
-        for d in days:
-            part = self.days[d]
-            scores = self.current.predict(part.x).tolist()
-            per_card: dict[str, float] = {}
-            flagged: set[str] = set()
-            for card, score, alw in zip(part.cards, scores, part.always.tolist(), strict=True):
-                if alw:
-                    flagged.add(card)
-                if score > per_card.get(card, -1.0):
-                    per_card[card] = score
-            always += len(flagged)
-            best.extend(s for card, s in per_card.items() if card not in flagged)
-        k = budget * len(days) - always
-        if k <= 0 or not best:
-            return 1.0
-        best.sort(reverse=True)
-        return float(best[min(k, len(best)) - 1])
+        scored = [(self.days[d], self.current.predict(self.days[d].x)) for d in days]
+        threshold = _budget_threshold(scored, budget) if budget and scored else fallback
+        if not scored:
+            return threshold, SeverityBands.from_odds(threshold, c.severity)
+        scores = np.concatenate([sc for _, sc in scored])
+        weights = np.concatenate([part.w for part, _ in scored])
+        raised = scores >= threshold
+        return threshold, SeverityBands.from_alerts(
+            scores[raised], weights[raised], threshold, c.severity
+        )
 
     # ---------------------------------------------------------------- health
 
@@ -424,6 +420,30 @@ class Trainer:
     def _point_for(self, day: int) -> OperatingPoint | None:
         known = [d for d in self.decided if d <= day]
         return self.decided[max(known)] if known else None
+
+
+def _budget_threshold(scored: list[tuple[_Day, np.ndarray]], budget: int) -> float:
+    """The score of the ``budget`` x days-th best card-day: per card and day its highest
+    score counts; cards an always-alert signal flags alert anyway and use up budget first."""
+    best: list[float] = []
+    always = 0
+    for part, day_scores in scored:
+        per_card: dict[str, float] = {}
+        flagged: set[str] = set()
+        for card, score, alw in zip(
+            part.cards, day_scores.tolist(), part.always.tolist(), strict=True
+        ):
+            if alw:
+                flagged.add(card)
+            if score > per_card.get(card, -1.0):
+                per_card[card] = score
+        always += len(flagged)
+        best.extend(s for card, s in per_card.items() if card not in flagged)
+    k = budget * len(scored) - always
+    if k <= 0 or not best:
+        return 1.0
+    best.sort(reverse=True)
+    return float(best[min(k, len(best)) - 1])
 
 
 def _proc_status_kb(field: str) -> int | None:

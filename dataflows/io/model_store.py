@@ -34,6 +34,7 @@ from dataflows.detection.policy import (
     ModelError,
     OperatingPoint,
     PolicyBook,
+    SeverityBands,
     digest,
     operating_point_doc,
 )
@@ -126,12 +127,15 @@ class ModelStore:
         threshold = doc.get("threshold")
         if not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
             raise ModelError(f"operating point {doc.get('_id')}: threshold {threshold!r}")
+        bands = doc.get("severity_bands")
         return OperatingPoint(
             str(doc["day"]),
             int(doc["effective_ms"]),
             self.model(str(doc["model_version"]), str(doc["kind"]), formula),
             float(threshold),
             doc.get("budget_cards_per_day"),
+            # A point published before bands were: its threshold's odds multiples grade it.
+            None if bands is None else SeverityBands.from_doc(bands),
         )
 
     def refresh(self, book: PolicyBook) -> int:

@@ -187,6 +187,10 @@ def test_alerts_and_scores_files_become_what_each_detector_said(tmp_path: Path) 
         {"transaction_id": "g1", "score": 0.2, "alerted": False},
     ]), alerts)  # fmt: skip
     assert scores == {"f3": Scored(0.91, True, ("velocity_count",)), "g1": Scored(0.2, False)}
+    graded = read_alerts(_lines(tmp_path / "b.jsonl", [
+        {"transaction_id": "f3", "score": 0.91, "severity": "high", "reasons": []},
+    ]))  # fmt: skip
+    assert read_scores(tmp_path / "s.jsonl", graded)["f3"].severity == "high"
     with pytest.raises(ValueError, match="not in"):
         read_scores(_lines(tmp_path / "bad.jsonl", [
             {"transaction_id": "g1", "score": 1.5, "alerted": False}]))  # fmt: skip

@@ -367,6 +367,79 @@ def test_snapshot_round_trip_keeps_behaviour(ruleset: RuleSet) -> None:
     assert [(o.score, o.alert) for o in outs_a[12:]] == [(o.score, o.alert) for o in outs_b]
 
 
+def charity_burst(n: int = 8, start: int = T0, prefix: str = "c") -> list:
+    """The reported case: card-not-present charges of about 1 EUR at one charity, 10 s in all."""
+    return [
+        make_event(
+            transaction_id=f"{prefix}{i}",
+            ts=start + i * 1_400,
+            amount=round(0.95 + 0.02 * i, 2),
+            channel="card_not_present",
+            merchant_id="m-charity",
+            merchant_name="Hope Foundation",
+            merchant_category="8398",
+        )
+        for i in range(n)
+    ]
+
+
+def test_a_burst_of_one_euro_charges_on_a_new_card_at_a_charity_is_card_testing(
+    ruleset: RuleSet,
+) -> None:
+    r = ruleset.rules.card_testing
+    outs = run(only(ruleset, "card_testing"), charity_burst())
+    # Card testing on its own, from the min_small-th charge on, without a larger purchase.
+    assert [fired(o) for o in outs[: r.min_small - 1]] == [[]] * (r.min_small - 1)
+    assert all(fired(o) == ["card_testing"] for o in outs[r.min_small - 1 :])
+    assert "population's usual" in outs[-1].signals[0].detail
+    assert "in 10 s" in outs[-1].signals[0].detail
+    # With every signal on, the alert names card testing first, not just a velocity count.
+    last = run(Detector(ruleset), charity_burst())[-1]
+    assert last.alert is not None
+    assert last.alert.reasons[0].rule == "card_testing"
+
+
+def test_the_burst_stays_tiny_against_the_habit_it_had_before_it_began(
+    ruleset: RuleSet,
+) -> None:
+    """The tests never become the card's habit: eight 1 EUR charges on a card with a 40 EUR
+    habit all count, and so do they on a card whose only history is the burst itself."""
+    history = habit(5)
+    outs = run(only(ruleset, "card_testing"), [*history, *charity_burst(start=T0 + 6 * DAY)])
+    assert fired(outs[-1]) == ["card_testing"]
+    assert "8 tiny authorizations" in outs[-1].signals[0].detail
+    assert "this card's usual 40.00" in outs[-1].signals[0].detail
+
+
+def test_a_few_small_coffees_over_hours_are_not_card_testing(ruleset: RuleSet) -> None:
+    det = only(ruleset, "card_testing", "velocity_count")
+    coffees = seq(4, step_ms=75 * MIN, amount=1.90, merchant_category="5814")
+    assert [fired(o) for o in run(det, coffees)] == [[]] * 4  # a new card
+    later = seq(4, step_ms=75 * MIN, start=T0 + 6 * DAY, prefix="k", amount=2.80)
+    assert [fired(o) for o in run(det, [*habit(5, amount=6.0), *later])][-4:] == [[]] * 4
+
+
+def test_the_larger_purchase_after_the_tests_raises_the_score(ruleset: RuleSet) -> None:
+    r = ruleset.rules.card_testing
+    det = Detector(ruleset)
+    tests = charity_burst(n=r.min_small)
+    cash_out = make_event(
+        transaction_id="big",
+        ts=tests[-1].ts + 5 * MIN,
+        amount=r.large_ratio * r.population_median,
+        channel="card_not_present",
+        merchant_id="m-shop",
+    )
+    outs = run(det, [*tests, cash_out])
+    assert fired(outs[-2]) == ["card_testing"]
+    assert "card_testing" in fired(outs[-1])
+    testing = {o.event.transaction_id: o.signals[0] for o in outs[-2:]}
+    assert testing["big"].weight == pytest.approx(testing[tests[-1].transaction_id].weight
+                                                  + r.large_weight)  # fmt: skip
+    assert "then this 60.00 EUR one" in testing["big"].detail
+    assert outs[-1].score > outs[-2].score
+
+
 def test_alert_explains_its_strongest_signals_first_with_severity_from_the_score(
     ruleset: RuleSet,
 ) -> None:
@@ -382,7 +455,8 @@ def test_alert_explains_its_strongest_signals_first_with_severity_from_the_score
     weights = [s.weight for s in sorted(out.signals, key=lambda s: -s.weight)]
     assert next(s.weight for s in out.signals if s.rule == rules[0]) == weights[0]
     assert out.alert.score == out.score
-    assert out.alert.severity == ruleset.severity_for(out.alert.score)
+    bands = det.policies.at(big.ts).severity_bands(ruleset.severity)
+    assert out.alert.severity == bands.severity(out.alert.score)
     assert out.alert.ruleset_version == ruleset.version
 
 
@@ -495,3 +569,29 @@ def test_one_lost_dispute_does_not_clear_a_card_with_another_fraud(ruleset: Rule
     det.apply_label(state, label("t1", reported=T0 + 2 * HOUR, fraud=False))
     out = run(det, [make_event(transaction_id="z", ts=T0 + 3 * HOUR)], state)[0]
     assert fired(out) == ["compromised_card"]
+
+
+def test_before_any_operating_point_severity_cuts_at_multiples_of_the_thresholds_odds(
+    ruleset: RuleSet,
+) -> None:
+    """The rule file's threshold (0.5, odds 1) with odds 3x / 10x / 100x: 0.75 / 0.91 / 0.99."""
+    cfg = ruleset.severity
+    bands = Detector(ruleset).policies.at(T0).severity_bands(cfg)
+    assert bands.medium == pytest.approx(cfg.medium_odds / (1 + cfg.medium_odds), abs=1e-6)
+    assert bands.high == pytest.approx(cfg.high_odds / (1 + cfg.high_odds), abs=1e-6)
+    assert bands.critical == pytest.approx(cfg.critical_odds / (1 + cfg.critical_odds), abs=1e-6)
+    assert [bands.severity(x) for x in (0.5, 0.8, 0.95, 0.995)] == [
+        "low", "medium", "high", "critical"
+    ]  # fmt: skip
+
+
+def test_an_always_alert_signal_is_at_least_high_whatever_its_score(ruleset: RuleSet) -> None:
+    det = only(ruleset, "impossible_travel")
+    home = make_event(transaction_id="home", ts=T0, amount=20.0)
+    away = make_event(transaction_id="away", ts=T0 + 20 * MIN, amount=20.0,
+                      latitude=40.42, longitude=-3.70, country="ES")  # fmt: skip
+    out = run(det, [home, away])[-1]
+    assert out.alert is not None
+    bands = det.policies.at(away.ts).severity_bands(ruleset.severity)
+    assert out.alert.score < bands.high  # the score alone would say medium or low ...
+    assert out.alert.severity == "high"  # ... the always-alert signal lifts it

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections import Counter
 from typing import Any
 
 import numpy as np
@@ -15,14 +16,17 @@ from dataflows.detection.explain import family_contributions, top_families
 from dataflows.detection.featurelog import FeatureLogError, LoggedRow, Sampler, decode, encode
 from dataflows.detection.features import FEATURE_NAMES
 from dataflows.detection.policy import (
+    BANDS_FROM_ALERTS,
     FormulaModel,
     GbmModel,
     ModelError,
     OperatingPoint,
     PolicyBook,
+    SeverityBands,
+    operating_point_doc,
 )
 from dataflows.detection.quality import average_precision, card_precision_at_k, roc_auc
-from dataflows.detection.ruleset import RuleSet, load_ruleset
+from dataflows.detection.ruleset import RuleSet, SeverityConfig, load_ruleset
 from dataflows.detection.signals import Signal
 from dataflows.detection.state import CardHistory
 from dataflows.detection.training import DAY_MS, Trainer, TrainingConfig
@@ -313,3 +317,42 @@ def test_model_alerts_carry_the_model_version_and_reasons_in_words(
     assert out.alert.reasons
     assert all(r.detail and r.rule for r in out.alert.reasons)
     assert out.alert.to_json_dict()["model_version"] == point.version
+
+
+def test_severity_bands_put_the_configured_shares_of_weighted_alerts_in_each_band() -> None:
+    cfg = SeverityConfig()
+    scores = np.linspace(0.2, 0.99, 200)
+    weights = np.ones(200)
+    weights[:100] = 3.0  # the lower half stands for three times as many transactions each
+    bands = SeverityBands.from_alerts(scores, weights, 0.2, cfg)
+    assert bands.basis == BANDS_FROM_ALERTS
+    total = weights.sum()
+    for cut, share in ((bands.critical, cfg.critical_share), (bands.high, cfg.high_share),
+                       (bands.medium, cfg.medium_share)):  # fmt: skip
+        assert weights[scores >= cut].sum() / total == pytest.approx(share, abs=0.01)
+    few = SeverityBands.from_alerts(scores[:5], weights[:5], 0.2, cfg)
+    assert few == SeverityBands.from_odds(0.2, cfg)  # too few alerts to take shares of
+
+
+def test_each_decision_publishes_severity_bands_that_spread_its_alerts() -> None:
+    t = Trainer(config(budget_cards_per_day=30, budget_days=2))
+    for d in range(2):
+        for c in range(100):
+            f = [0.0] * N
+            f[FORMULA] = c / 10  # card c's formula evidence grows with c
+            t.add_row(LoggedRow(f"d{d}c{c}", T0 + d * DAY_MS + c, f"c{c}", 0.0, "f", False,
+                                always=False, weight=1.0, features=f))  # fmt: skip
+    point = t.decide(D0 + 2).point
+    bands = point.bands
+    assert bands is not None
+    assert bands.basis == BANDS_FROM_ALERTS
+    assert point.threshold <= bands.medium <= bands.high <= bands.critical
+    formula = FormulaModel("f", 0.002)
+    alerted = [s for s in formula.predict(np.array([[0.0] * FORMULA + [c / 10]
+                                                    for c in range(100)]))
+               if s >= point.threshold]  # fmt: skip
+    spread = Counter(bands.severity(s) for s in alerted)
+    assert len(alerted) == 30
+    assert [spread[x] for x in ("critical", "high", "medium", "low")] == [3, 6, 9, 12]
+    doc = operating_point_doc(point)
+    assert SeverityBands.from_doc(doc["severity_bands"]) == bands

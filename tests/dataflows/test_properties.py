@@ -116,12 +116,22 @@ def test_amount_vs_habit_never_fires_before_the_minimum_history(specs) -> None:
 def test_the_same_configuration_scores_a_six_times_cheaper_or_dearer_population_alike(
     specs, scale: float
 ) -> None:
-    """No threshold is an absolute amount: scaling every amount leaves every score as is."""
+    """Thresholds are ratios: scaling every amount, and the rule file's one absolute amount
+    (card testing's population median, the portfolio's own habit), leaves every score as is."""
     events = build_stream(specs)
     scaled = [e._replace(amount=e.amount * scale) for e in events]
+    testing = RULESET.rules.card_testing
+    rules = RULESET.rules.model_copy(
+        update={
+            "card_testing": testing.model_copy(
+                update={"population_median": testing.population_median * scale}
+            )
+        }
+    )
+    scaled_det = Detector(RULESET.model_copy(update={"rules": rules}))
     a, b = CardHistory(), CardHistory()
     for e, f in zip(events, scaled, strict=True):
-        x, y = DET.process(a, e, 0), DET.process(b, f, 0)
+        x, y = DET.process(a, e, 0), scaled_det.process(b, f, 0)
         assert [s.rule for s in x.signals] == [s.rule for s in y.signals]
         assert x.score == pytest.approx(y.score, rel=1e-6, abs=1e-9)
 

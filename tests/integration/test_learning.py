@@ -162,10 +162,18 @@ def test_the_trainer_retrains_and_the_dataflow_swaps_models_like_the_backtest(
     assert not wrong, f"{len(wrong)} scores differ, e.g. {sorted(wrong.items())[:5]}"
     assert set(got) == set(expected_scores)
     points = {d["_id"]: d for d in db.operating_points.find()}
+    # Severity bands travel with the point, so the live run grades alerts as the backtest does.
     assert {
-        p: (d["model_version"], d["threshold"], d["effective_ms"]) for p, d in points.items()
+        p: (d["model_version"], d["threshold"], d["effective_ms"], d.get("severity_bands"))
+        for p, d in points.items()
     } == {
-        d.point.day: (d.point.version, d.point.threshold, d.point.effective_ms) for d in decisions
+        d.point.day: (
+            d.point.version,
+            d.point.threshold,
+            d.point.effective_ms,
+            operating_point_doc(d.point).get("severity_bands"),
+        )
+        for d in decisions
     }
     promoted = [d for d in decisions if d.model_text is not None]
     assert promoted, "the history is meant to promote at least one trained model"
