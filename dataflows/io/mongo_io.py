@@ -88,9 +88,13 @@ def _retried(
                     on_retry(attempt.num)
                 result = action()
     except on as exc:
-        raise MongoUnavailable(
+        failure = MongoUnavailable(
             f"{what} failed after {attempts} attempts / {timeout_s:g}s: {exc}"
-        ) from exc
+        )
+        # Logged here as well as raised: when both sinks fail at once, Bytewax can abort
+        # (a panic while unwinding another) before it prints the exception.
+        _log.error("MongoDB unavailable: the dataflow stops", extra={"error": str(failure)})
+        raise failure from exc
     return result
 
 
