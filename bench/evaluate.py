@@ -313,6 +313,9 @@ def score_run(
             sum(len(day_alerted_cards[d]) for d in days) / len(days) if days else None
         ),
         "alerted_cards_by_day": {d: len(day_alerted_cards[d]) for d in days},
+        # The console's case queue groups a card's undecided alerts into one case: with the
+        # analysts deciding each day's queue, a day's cases are that day's alerted cards.
+        "cases_worked_daily": sum(len(day_alerted_cards[d]) for d in days),
         "roc_auc": roc_auc(scores, labels),
         "average_precision": average_precision(scores, labels),
         "k": k,
@@ -1087,6 +1090,7 @@ _METRICS: tuple[tuple[str, str, Any], ...] = (
     ("alerts on fraudulent transactions", "alerts_on_fraud", _int),
     ("alert precision", "precision", _pct),
     ("alerted cards per day", "alerted_cards_per_day", lambda x: _num(x, 1)),
+    ("cases in the queue, worked daily (a card's alerts of a day)", "cases_worked_daily", _int),
     ("alerts per 1,000 genuine transactions", "alerts_per_1000_genuine", lambda x: _num(x, 2)),
     ("false alerts per 1,000 genuine transactions", "false_alerts_per_1000_genuine",
      lambda x: _num(x, 2)),

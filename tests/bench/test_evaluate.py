@@ -90,6 +90,8 @@ def test_an_unalerted_score_ranks_but_raises_no_alert() -> None:
 def test_alerted_cards_are_counted_per_test_day() -> None:
     # Day 1: cards A and B alerted; day 2: none (only C transacted).
     assert _score()["alerted_cards_per_day"] == pytest.approx(1.0)
+    # 3 alerts, on 2 cards of one day: 2 cases for analysts who work each day's queue
+    assert _score()["cases_worked_daily"] == 2
 
 
 def test_card_precision_ranks_each_days_cards_by_their_best_score() -> None:
