@@ -7,7 +7,7 @@ they start: ``FRAUDWATCH_SEED_DAYS`` (24) simulated days of traffic with their c
 ending now, sent at full speed, so the trainer has labelled days to learn from and the queue
 fills while you watch; the live producer starts once the history is sent. When the console
 answers, one block says where it is, how to log in and what to try first; a line follows when
-the queue shows its first alerts. Component output is prefixed and interleaved on this
+the queue shows its first cases. Component output is prefixed and interleaved on this
 terminal. Whatever this process started, it stops on Ctrl-C / SIGTERM, the stack included.
 
 Every listener binds 127.0.0.1 unless configured otherwise (``WEBAPP_HOST``/``WEBAPP_PORT``,
@@ -203,10 +203,10 @@ def ready_block(settings: RunSettings, password: str, *, seeding: bool) -> str:
         "fraudwatch is running",
         f"  console      {url}",
         f"  log in as    {DEV_USER} / {password}   (analyst; a new password every run)",
-        "  try first    the alert queue: open the top alert, read why it fired and the",
-        "               card's transactions, then mark it confirmed fraud or false positive",
-        "               (the verdict goes back to the model as a label); then Dashboard and",
-        "               Model health",
+        "  try first    the case queue: open the top case (a card's alerts together), read",
+        "               its timeline and why each alert fired, then confirm fraud or mark a",
+        "               false positive in one step (every alert in the case gets the verdict,",
+        "               and the labels go back to the model); then Dashboard and Model health",
         f"  meanwhile    {history[0]}",
         *history[1:],
         "  API token    .venv/bin/flask --app webapp create-token dev",
@@ -403,7 +403,7 @@ def _watch_readiness(
     )
     while ready and not stopping.is_set():
         if queue_has_alerts(settings):
-            print(f"[run] the queue has alerts ({time.monotonic() - t0:.0f}s after start): "
+            print(f"[run] the queue has cases ({time.monotonic() - t0:.0f}s after start): "
                   f"{url}  (log in as {DEV_USER} / {password})", flush=True)  # fmt: skip
             return
         stopping.wait(2)

@@ -66,7 +66,7 @@ def test_the_ready_block_says_where_who_and_what_to_try_first() -> None:
     block = ready_block(_settings(webapp_port=15000), "s3cret-pw", seeding=True)
     assert "http://127.0.0.1:15000" in block
     assert "dev / s3cret-pw" in block
-    assert "alert queue" in block
+    assert "case queue" in block
     assert ".venv/bin/flask --app webapp create-token dev" in block
     assert "http://127.0.0.1:3030/metrics" in block
     assert "replayed" in block
