@@ -89,6 +89,23 @@ def test_confirming_an_open_case_closes_every_alert_in_it_in_one_step(
     assert case_rows(html)[:2] == [later["_id"], case_id]
 
 
+def test_a_decided_case_reopens_whole_and_is_decided_again_under_its_id(
+    analyst, seed, clock, mongo_db
+) -> None:
+    alerts = [
+        seed(pan=demo_pan(13), ts=clock.now - timedelta(minutes=6 - i), score=0.6) for i in range(3)
+    ]
+    case_id = min(alerts, key=lambda d: (d["timestamp"], d["_id"]))["_id"]
+    assert decide(analyst, case_id, "false_positive").status_code == 303
+    assert decide(analyst, case_id, "investigating").status_code == 303
+    page = analyst.get(f"/cases/{case_id}").get_data(as_text=True)
+    assert page.count('class="alerted') == 3
+    assert "Investigating" in page
+    assert decide(analyst, case_id, "confirmed_fraud").status_code == 303
+    stored = list(mongo_db["alerts"].find({"card_token": alerts[0]["card_token"]}))
+    assert {(d["status"], d["case_id"]) for d in stored} == {("confirmed_fraud", case_id)}
+
+
 def test_a_decision_on_a_case_that_changed_meanwhile_is_refused(analyst, seed, clock) -> None:
     a = seed(pan=demo_pan(11), ts=clock.now - timedelta(minutes=3))
     html = analyst.get(f"/cases/{a['_id']}").get_data(as_text=True)

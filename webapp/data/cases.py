@@ -257,7 +257,7 @@ class CaseStore:
         decided = self._store.find_one({"case_id": case_id})
         if decided is not None:
             a = AlertView.from_doc(decided)
-            return self._load("case:" + case_id, a)
+            return self._load(case_key(a), a)  # re-opened: its card's open case
         alert = self._store.get(case_id)
         if alert is None:
             return None
