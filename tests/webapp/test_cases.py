@@ -10,6 +10,7 @@ import pytest
 
 from devtools.demo_data import demo_pan
 from tests.webapp.conftest import csrf_from
+from webapp.data import cases
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +171,15 @@ def test_the_api_lists_a_case_and_decides_it(tool, seed, clock, mongo_db) -> Non
     assert tool.post("/api/cases/nothex/disposition", json=body).status_code == 404
     bad = tool.post(f"/api/cases/{case['id']}/disposition", json={**body, "signature": "x"})
     assert bad.status_code == 400
+
+
+def test_a_case_larger_than_a_page_lists_its_newest_alerts_and_counts_all(
+    analyst, seed, clock, monkeypatch
+) -> None:
+    monkeypatch.setattr(cases, "MAX_CASE_ALERTS", 3)
+    burst = [seed(pan=demo_pan(31), ts=clock.now - timedelta(minutes=9 - i)) for i in range(5)]
+    case = analyst.get("/api/cases?card=" + burst[0]["card_token"]).get_json()["cases"][0]
+    assert case["alert_count"] == 5
+    assert len(case["alert_ids"]) == 3
+    page = analyst.get(f"/cases/{case['id']}", follow_redirects=True).get_data(as_text=True)
+    assert "3 from its newest days shown" in page

@@ -54,7 +54,7 @@ class Case:
 
     case_id: str
     alerts: tuple[AlertView, ...]
-    total_alerts: int  # may exceed len(alerts) (MAX_CASE_ALERTS)
+    total_alerts: int  # may exceed len(alerts): a case lists at most MAX_CASE_ALERTS
 
     @property
     def head(self) -> AlertView:
@@ -238,10 +238,14 @@ class CaseStore:
         rows: dict[str, AlertView] = {}
         total = 0
         for condition in _membership(key, seen, None):
-            docs = self._store.find(
-                condition, schema.QUEUE_FIELDS, schema.QUEUE_SORT, MAX_CASE_ALERTS
+            docs = list(
+                self._store.find(
+                    condition, schema.QUEUE_FIELDS, schema.QUEUE_SORT, MAX_CASE_ALERTS + 1
+                )
             )
-            for doc in docs:
+            if len(docs) > MAX_CASE_ALERTS:  # a burst of hundreds: count what is not listed
+                total += self._store.count(condition) - MAX_CASE_ALERTS
+            for doc in docs[:MAX_CASE_ALERTS]:
                 a = AlertView.from_doc(doc)
                 if case_key(a) == key and a.alert_id not in rows:
                     rows[a.alert_id] = a

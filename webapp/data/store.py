@@ -184,6 +184,11 @@ class AlertStore:
         """Alerts matching ``flt`` (validated scalars only), sorted and bounded (case reads)."""
         return self._find(self._alerts, flt, fields).sort(sort).limit(limit)
 
+    def count(self, flt: Doc) -> int:
+        """How many alerts match ``flt`` (validated scalars only)."""
+        reply = self._db.command("count", schema.ALERTS, query=flt, maxTimeMS=self.time_limit_ms)
+        return int(reply["n"])
+
     def find_one(self, flt: Doc) -> Doc | None:
         """One alert matching ``flt`` (validated scalars only), its queue fields."""
         return self._alerts.find_one(flt, schema.QUEUE_FIELDS, max_time_ms=self.time_limit_ms)
