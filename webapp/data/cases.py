@@ -188,7 +188,7 @@ class CaseStore:
     def page(self, query: AlertQuery, limit: int, now: datetime) -> CasePage:
         """Up to ``limit`` cases in queue order, from ``query.before`` (a case queue cursor)
         down; the filters select alerts, and a case is listed when any of its alerts match.
-        Cached like the alert queue (``AlertStore.page``)."""
+        Cached like the alert list (``AlertStore.page``)."""
         store = self._store
         as_of, bucket = store.as_of(now)
         key = ("cases", query, limit, bucket)
