@@ -74,6 +74,11 @@ def demo_pan(seed: int) -> str:
     return body + luhn_check_digit(body)
 
 
+def _channel(rng: random.Random, card_present: bool) -> str:
+    drawn = rng.choice(("card_present", "card_not_present"))
+    return "card_present" if card_present else drawn
+
+
 def make_alert_doc(
     rng: random.Random,
     tokenizer: CardTokenizer,
@@ -94,6 +99,10 @@ def make_alert_doc(
     rules = rules or rng.sample(list(REASON_TEXT), rng.choice((1, 1, 1, 2, 2, 3)))
     amount = amount if amount is not None else round(rng.lognormvariate(5, 1.2), 2)
     token = tokenizer.token(pan)
+    # The detector judges impossible travel between card-present uses only: so do its demos
+    # (the random draw is still made, so the rest of a seeded demo stays the same).
+    present = "impossible_travel" in rules
+    channel = rng.choice(("card_present", "card_not_present"))
     event = CardEvent(
         transaction_id=f"tx-{seq:08d}",
         ts=int(ts.timestamp() * 1000),
@@ -105,7 +114,7 @@ def make_alert_doc(
         merchant_id=merchant_id,
         merchant_name=merchant_name,
         merchant_category=mcc,
-        channel=rng.choice(("card_present", "card_not_present")),
+        channel="card_present" if present else channel,
         latitude=lat + rng.uniform(-0.05, 0.05),
         longitude=lon + rng.uniform(-0.05, 0.05),
         country=country,
@@ -130,7 +139,7 @@ def make_alert_doc(
                 "latitude": ev_city[2] + rng.uniform(-0.08, 0.08),
                 "longitude": ev_city[3] + rng.uniform(-0.08, 0.08),
                 "country": ev_city[1],
-                "channel": rng.choice(("card_present", "card_not_present")),
+                "channel": _channel(rng, present and back == 1),
             }
         )
     # Like the dataflow, the alerted transaction itself closes the evidence list.
