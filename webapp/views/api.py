@@ -36,7 +36,7 @@ from webapp.queries import (
 )
 from webapp.services import services
 from webapp.views.auth import current_user, load_session_user
-from webapp.views.console import remember_own_write, stats_payload, validate_comment
+from webapp.views.console import count_own_change, stats_payload, validate_comment
 from webapp.views.model_health import model_health_answer, models_answer
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -199,13 +199,11 @@ def post_disposition(alert_id: str) -> ResponseReturnValue:
     except AlertNotFound:
         abort(404, description="There is no alert with this id.")
     except DispositionConflict as exc:
-        remember_own_write(svc)
-        svc.metrics.dispositions.labels(req.to, "conflict").inc()
+        count_own_change(svc, req.to, "conflict")
         response = jsonify(error="conflict", message=str(exc), current_status=exc.current)
         response.status_code = 409
         return response
-    remember_own_write(svc)
-    svc.metrics.dispositions.labels(req.to, "ok").inc()
+    count_own_change(svc, req.to, "ok")
     alert = svc.alerts.get(alert_id)
     return jsonify(
         alert=alert_json(alert, detail=True) if alert else None,
@@ -268,14 +266,12 @@ def post_case_disposition(case_id: str) -> ResponseReturnValue:
     except TransitionNotAllowed as exc:
         raise InvalidParameter("to", str(exc)) from None
     except CaseChanged as exc:
-        remember_own_write(svc)
-        svc.metrics.dispositions.labels(req.to, "conflict").inc()
+        count_own_change(svc, req.to, "conflict")
         fresh = svc.cases.get(case.case_id) or case
         response = jsonify(error="conflict", message=str(exc), current=case_json(fresh))
         response.status_code = 409
         return response
-    remember_own_write(svc)
-    svc.metrics.dispositions.labels(req.to, "ok").inc()
+    count_own_change(svc, req.to, "ok")
     fresh = svc.cases.get(done.case_id) or case
     return jsonify(
         case=case_json(fresh),

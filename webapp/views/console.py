@@ -76,6 +76,13 @@ def remember_own_write(svc: Services) -> None:
         session[OWN_WRITE_AT] = svc.alerts.read_cache.clock()
 
 
+def count_own_change(svc: Services, to: str, outcome: str) -> None:
+    """After an analyst's status change (``outcome`` "ok" or "conflict"): read-your-writes for
+    this browser (``remember_own_write``) and the dispositions counter."""
+    remember_own_write(svc)
+    svc.metrics.dispositions.labels(to, outcome).inc()
+
+
 def pin_reads_after_own_write() -> None:
     """``before_request``: apply :func:`remember_own_write`'s moment while it matters (for one
     cache TTL; later every cached answer is newer anyway)."""
@@ -302,8 +309,7 @@ def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
             alert=alert,
         )
     except DispositionConflict as exc:
-        remember_own_write(svc)
-        svc.metrics.dispositions.labels(to, "conflict").inc()
+        count_own_change(svc, to, "conflict")
         fresh = svc.alerts.get(alert.alert_id) or alert
         context = _detail_context(svc, fresh)
         return render_template("detail.html", conflict=str(exc), **context), 409
@@ -311,8 +317,7 @@ def disposition(alert_id: str) -> BaseResponse | tuple[str, int]:
         raise InvalidParameter("to", str(exc)) from None
     except AlertNotFound:
         abort(404, description="There is no alert with this id.")
-    remember_own_write(svc)
-    svc.metrics.dispositions.labels(to, "ok").inc()
+    count_own_change(svc, to, "ok")
     # A label that could not be sent is news the analyst should see, not a success banner.
     flash(done.message, "warning" if done.label and done.label.delivery != "sent" else "success")
     return redirect(url_for("console.alert_detail", alert_id=alert.alert_id), 303)
@@ -421,14 +426,12 @@ def case_disposition(case_id: str) -> BaseResponse | tuple[str, int]:
             svc, case, seen=seen, seen_signature=sig, to=to, user=user.name, comment=comment
         )
     except CaseChanged as exc:
-        remember_own_write(svc)
-        svc.metrics.dispositions.labels(to, "conflict").inc()
+        count_own_change(svc, to, "conflict")
         fresh = svc.cases.get(case.case_id) or case
         context = _case_context(svc, fresh)
         return render_template("case.html", conflict=str(exc), **context), 409
     except TransitionNotAllowed as exc:
         raise InvalidParameter("to", str(exc)) from None
-    remember_own_write(svc)
-    svc.metrics.dispositions.labels(to, "ok").inc()
+    count_own_change(svc, to, "ok")
     flash(done.message, "success" if done.all_delivered else "warning")
     return redirect(url_for("console.case_detail", case_id=done.case_id), 303)
