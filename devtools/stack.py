@@ -49,7 +49,7 @@ FERRETDB_MODULE = "github.com/FerretDB/FerretDB"
 FERRETDB_VERSION = "v1.24.2"
 # Our local patch level of that build (deploy/ferretdb/patches, applied in name order by
 # _build_ferretdb); bump it whenever a patch changes, to force a rebuild.
-FERRETDB_PATCH = "fw4"
+FERRETDB_PATCH = "fw5"
 # The "upstream" variant gets only this patch (it changes no query result): the differential
 # test compares the full patch set against it.
 FERRETDB_UPSTREAM_PATCHES = ("0001-leak-tracker-logs-instead-of-panicking.patch",)
