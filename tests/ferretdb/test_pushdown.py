@@ -263,6 +263,91 @@ def test_counts_are_exact_with_other_types_in_the_counted_fields(
         assert want > 0, flt
 
 
+# Index names the console may hint at, and hints the patch must ignore: a name that is no
+# index, and a key-pattern document (MongoDB accepts both; the patch only uses names).
+HINTS: list[Any] = [
+    None,
+    "by_status",
+    "by_merchant",
+    "by_card",
+    "by_severity",
+    "no_such_index",
+    {"merchant_id": 1, "queue_key": -1},
+]
+
+
+def _hinted_count_filters(seeded: list[Doc]) -> list[Doc]:
+    base = seeded[7]
+    day = str(base["queue_key"])[:10]
+    days = {"$gte": day, "$lt": "2026-11-26"}
+    return [
+        {"status": "open", "merchant_id": base["merchant_id"], "queue_key": days},
+        {"status": "open", "merchant_id": base["merchant_id"]},
+        {"merchant_id": base["merchant_id"], "queue_key": {"$lt": day}},
+        {"card_token": base["card_token"], "status": "open"},
+        {"severity": "high", "status": {"$gte": "i", "$lt": "p"}, "queue_key": days},
+        {"status": "open", "timestamp": {"$gte": base["timestamp"], "$lt": NOW}},
+        {"merchant_id": {"$gte": base["merchant_id"]}, "severity": "critical"},
+        {"status": {"$in": ["open", "investigating"]}, "merchant_id": base["merchant_id"]},
+        {"$or": [{"status": "open"}, {"severity": "high"}], "merchant_id": base["merchant_id"]},
+        {},
+    ]
+
+
+@pytest.mark.parametrize("db", ["clean", "traps", "scalar_traps"])
+def test_counts_with_a_hint_answer_like_upstream(
+    patched_server: Any, upstream_server: Any, seeded: list[Doc], db: str
+) -> None:
+    """A hint only picks the index SQLite walks: whichever index is named (one that serves
+    the filter, one whose first key the filter lacks, none at all, a key pattern), and
+    whether the count is answered in SQL or by decoding, the answer is upstream's."""
+    nonempty = 0
+    for flt in _hinted_count_filters(seeded):
+        for hint in HINTS:
+            cmd: Doc = {"count": ALERTS, "query": flt}
+            if hint is not None:
+                cmd["hint"] = hint
+            want = upstream_server[db].command(cmd)["n"]
+            assert patched_server[db].command(cmd)["n"] == want, cmd
+            nonempty += want > 0
+    assert nonempty > len(HINTS) * 5  # most filters do select something
+
+
+def _count_plan(client: Any, cmd: Doc) -> tuple[str, Doc]:
+    explain = client["clean"].command({"explain": cmd, "verbosity": "queryPlanner"})
+    return " ".join(explain["queryPlanner"]["Plan"]), explain
+
+
+def test_explain_of_a_hinted_count_shows_the_hinted_index(
+    patched_server: Any, seeded: list[Doc]
+) -> None:
+    """The count walks the index its hint names: by_merchant for the console's filtered view,
+    and by_status when that is named instead (so it is the hint, not luck, that decides)."""
+    base = seeded[7]
+    flt = {
+        "status": "open",
+        "merchant_id": base["merchant_id"],
+        "queue_key": {"$gte": str(base["queue_key"])[:10], "$lt": "2026-11-26"},
+    }
+    for hint, other in (("by_merchant", "by_status"), ("by_status", "by_merchant")):
+        plan, explain = _count_plan(patched_server, {"count": ALERTS, "query": flt, "hint": hint})
+        assert "USING INDEX" in plan or "USING COVERING INDEX" in plan, plan
+        assert f"_{hint} " in plan + " ", plan
+        assert f"_{other} " not in plan + " ", plan
+        assert explain["filterPushdown"], plan
+
+
+def test_an_unusable_hint_leaves_the_count_plan_alone(
+    patched_server: Any, seeded: list[Doc]
+) -> None:
+    """by_card's first key is not in the filter: INDEXED BY it would fail, so it is ignored."""
+    flt = {"status": "open", "merchant_id": seeded[7]["merchant_id"]}
+    plain, _ = _count_plan(patched_server, {"count": ALERTS, "query": flt})
+    for hint in ("by_card", "no_such_index", {"card_token": 1, "queue_key": -1}):
+        hinted, _ = _count_plan(patched_server, {"count": ALERTS, "query": flt, "hint": hint})
+        assert hinted == plain, hint
+
+
 def test_every_console_query_uses_an_index_on_the_patched_server(
     patched_server: Any, console_commands: list[Doc]
 ) -> None:
