@@ -13,8 +13,9 @@ What runs, all on loopback and cleaned up at the end (process group, scratch dat
   ``fraudwatch.alert_store.write_alerts``, the function the dataflow's MongoDB sink calls
   (the dataflow itself is not run: its output to MongoDB is exactly these inserts);
 - ``--users`` threads, each signing in as its own viewer and then browsing: the queue's first
-  page, filters (status, severity, rule, card, merchant, time range), older pages, the live
-  poll, alert details, the dashboard and the JSON API, with a short think time.
+  page (cases), filters (status, severity, rule, card, merchant, time range), older pages, the live
+  poll, case pages, the alert list and alert details, the dashboard and the JSON API, with a
+  short think time.
 
 Any answer other than 2xx/3xx, and any exception (timeouts included), is an error; the exit
 status is 1 when there is any. Latency is reported per endpoint and overall (p50/p95/p99),
@@ -63,6 +64,7 @@ from webapp.settings import WebappSettings
 REPO = Path(__file__).resolve().parents[1]
 PASSWORD = "load-test-" + secrets.token_hex(8)
 HREF_ALERT = re.compile(r'data-alert-id="([0-9a-f]{24})"')
+HREF_CASE = re.compile(r'data-case-id="([0-9a-f]{24})"')
 OLDER = re.compile(r'href="([^"]+)" rel="next"')
 LIVE = re.compile(r'hx-get="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -112,6 +114,7 @@ class Analyst:
             urllib.request.HTTPCookieProcessor(jar), NoRedirect()
         )
         self.ids: list[str] = []
+        self.cases: list[str] = []
         self.older: str | None = None
         self.live: str | None = None
         self.requests = 0
@@ -149,6 +152,9 @@ class Analyst:
         found = HREF_ALERT.findall(html)
         if found:
             self.ids = found
+        cases = HREF_CASE.findall(html)
+        if cases:
+            self.cases = cases
         older = OLDER.search(html)
         self.older = older.group(1).replace("&amp;", "&") if older else None
         live = LIVE.search(html)
@@ -168,12 +174,15 @@ class Analyst:
                 "queue?time",
                 "queue older page",
                 "queue/live",
+                "case detail",
+                "alert list",
                 "alert detail",
                 "dashboard",
                 "api/alerts",
+                "api/cases",
                 "api/stats",
             ],
-            weights=[4, 2, 1, 2, 1, 1, 1, 2, 3, 4, 1, 1, 1],
+            weights=[4, 2, 1, 2, 1, 1, 1, 2, 3, 3, 1, 2, 1, 1, 1, 1],
         )[0]
         if choice == "queue":
             self.remember(self.get(choice, "/"))
@@ -196,15 +205,21 @@ class Analyst:
         elif choice == "queue older page":
             self.remember(self.get(choice, self.older or "/"))
         elif choice == "queue/live":
-            self.get(choice, self.live or "/queue/live")
+            self.get(choice, self.live or "/cases/live")
+        elif choice == "case detail" and self.cases:
+            self.remember(self.get(choice, f"/cases/{rng.choice(self.cases)}"))
+        elif choice == "alert list":
+            self.remember(self.get(choice, "/alerts"))
         elif choice == "alert detail" and self.ids:
             self.get(choice, f"/alerts/{rng.choice(self.ids)}")
-        elif choice == "alert detail":
+        elif choice in ("case detail", "alert detail"):
             self.remember(self.get("queue", "/"))
         elif choice == "dashboard":
             self.get(choice, "/dashboard")
         elif choice == "api/alerts":
             self.get(choice, "/api/alerts?limit=50")
+        elif choice == "api/cases":
+            self.get(choice, "/api/cases?limit=25")
         else:
             self.get(choice, "/api/stats")
 

@@ -72,6 +72,9 @@ class WebappSettings(MongoSettings, TokenSettings, KafkaSettings):
     # The queue shows this many hours back unless the analyst picks a time range.
     webapp_queue_window_hours: int = Field(default=168, gt=0, le=24 * 366)
     webapp_page_size: int = Field(default=50, gt=0, le=500)
+    # Cases per page of the case queue: a case row carries more (alerts, amount, merchants,
+    # rules) and costs one read of its alerts (docs/webapp.md, "Cases").
+    webapp_case_page_size: int = Field(default=25, gt=0, le=200)
     # Server-side time limit (maxTimeMS) on every console read: a view that would take longer
     # is stopped by the database and the analyst gets a message instead of a hang.
     webapp_query_time_limit_ms: int = Field(default=3000, gt=0, le=60_000)

@@ -17,6 +17,8 @@ from fraudwatch.alert_store.documents import (
     as_utc,
     minute_id,
     queue_key,
+    rule_key_field,
+    rule_keys,
     stats_document,
 )
 from fraudwatch.alert_store.schema import (
@@ -50,6 +52,8 @@ __all__ = [
     "ensure_indexes",
     "minute_id",
     "queue_key",
+    "rule_key_field",
+    "rule_keys",
     "stats_document",
     "write_alerts",
     "write_stats",

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fraudwatch.contract import Alert, epoch_ms
-from fraudwatch.vocabulary import TRANSITIONS
+from fraudwatch.vocabulary import RULE_NAMES, TRANSITIONS
 
 Doc = dict[str, Any]
 
@@ -25,8 +25,8 @@ Doc = dict[str, Any]
 
 def alert_document(alert: Alert) -> Doc:
     """The ``alerts`` document: the ``fraud-alerts`` value with ``_id`` = alert id, times as
-    BSON dates, the rule names as an indexed array, the card's last four digits and the
-    queue key."""
+    BSON dates, the rule names as an array, the card's last four digits, the queue key and
+    one rule queue key per rule that fired (``rule_keys``)."""
     doc = alert.to_json_dict()
     doc["_id"] = doc.pop("alert_id")
     doc["timestamp"] = datetime.fromtimestamp(alert.event.ts / 1000, UTC)
@@ -34,7 +34,28 @@ def alert_document(alert: Alert) -> Doc:
     doc["rules"] = [r.rule for r in alert.reasons]
     doc["card_last4"] = alert.event.card_masked[-4:]
     doc["queue_key"] = queue_key(alert.event.ts, alert.score, alert.alert_id)
+    doc.update(rule_keys(doc["rules"], doc["queue_key"]))
     return doc
+
+
+RULE_KEY_PREFIX = "queue_key_"
+
+
+def rule_key_field(rule: str) -> str:
+    """The field that holds an alert's queue key when ``rule`` fired on it, absent otherwise.
+
+    The rule filter's index: ``rules`` is an array, and an array is not an index bound on the
+    patched FerretDB (its SQL indexes hold one value per document), so each filterable rule
+    gets a scalar field of its own. Listing alerts of one rule is then a range on this field,
+    sorted by it, exactly like the queue on ``queue_key``, and counting them is index-only.
+    """
+    return RULE_KEY_PREFIX + rule
+
+
+def rule_keys(rules: list[str], key: str) -> Doc:
+    """The rule queue key fields of an alert with these rules and this queue key (only the
+    rules the console can filter on: ``vocabulary.RULE_NAMES``)."""
+    return {rule_key_field(r): key for r in rules if r in RULE_NAMES}
 
 
 QUEUE_KEY_SCORE_DIGITS = 7  # the score in millionths, 0000000..1000000

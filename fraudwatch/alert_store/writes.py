@@ -1,5 +1,5 @@
 """Writes to the alert store: the dataflow's idempotent inserts of alerts and rewrites of
-minute statistics, and the ``queue_key`` migration.
+minute statistics, and the queue key migration.
 
 The dataflow only ever inserts alerts (unordered ``insert_many``; a duplicate-key error means
 "already there" and is success), so a replay after a crash neither duplicates an alert nor
@@ -17,8 +17,9 @@ from datetime import UTC, datetime
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from fraudwatch.alert_store.documents import NEW_MINUTE, Doc, queue_key
+from fraudwatch.alert_store.documents import NEW_MINUTE, Doc, queue_key, rule_key_field, rule_keys
 from fraudwatch.contract import epoch_ms
+from fraudwatch.vocabulary import RULE_NAMES
 
 DUPLICATE_KEY = 11000
 
@@ -66,24 +67,34 @@ def write_stats(coll: Collection[Doc], minutes: Sequence[Doc]) -> None:
 
 
 def backfill_queue_keys(coll: Collection[Doc]) -> int:
-    """Give ``queue_key`` to alerts written before it existed (idempotent; returns how many).
+    """Give ``queue_key`` and the rule queue keys (``documents.rule_keys``) to alerts written
+    before they existed (idempotent; returns how many alerts changed).
 
-    The console lists and pages alerts by that key, so an alert without it is not in the
-    queue. One ``update_one`` by ``_id`` per alert: FerretDB v1 stalls on larger bulk writes
-    of updates. A scan of the whole collection (``$exists`` is no index bound), so it is a
-    migration step (``flask --app webapp backfill-queue-keys``, and ``make run`` on start),
-    not something the dataflow or a request does.
+    The console lists and pages alerts by these keys, so an alert without them is not in the
+    queue (or not in its rules' filtered views). One ``update_one`` by ``_id`` per alert:
+    FerretDB v1 stalls on larger bulk writes of updates. A scan of the whole collection (no
+    index can say which alerts lack a field), so it is a migration step
+    (``flask --app webapp backfill-queue-keys``, and ``make run`` on start), not something the
+    dataflow or a request does.
     """
-    missing = coll.find({"queue_key": {"$exists": False}}, {"timestamp": 1, "score": 1})
+    fields = {"timestamp": 1, "score": 1, "rules": 1, "queue_key": 1}
+    fields.update({rule_key_field(r): 1 for r in RULE_NAMES})
     done = 0
-    for doc in missing:
-        ts = doc.get("timestamp")
-        if not isinstance(ts, datetime):
-            continue  # not an alert the dataflow wrote; the console cannot place it either
-        if ts.tzinfo is None:  # a client without tz_aware=True reads BSON dates as naive UTC
-            ts = ts.replace(tzinfo=UTC)
-        score = doc.get("score")
-        key = queue_key(epoch_ms(ts), score if isinstance(score, int | float) else None, doc["_id"])
-        coll.update_one({"_id": doc["_id"]}, {"$set": {"queue_key": key}})
-        done += 1
+    for doc in coll.find({}, fields):
+        key = doc.get("queue_key")
+        if not isinstance(key, str):
+            ts = doc.get("timestamp")
+            if not isinstance(ts, datetime):
+                continue  # not an alert the dataflow wrote; the console cannot place it either
+            if ts.tzinfo is None:  # a client without tz_aware=True reads BSON dates as naive UTC
+                ts = ts.replace(tzinfo=UTC)
+            score = doc.get("score")
+            number = score if isinstance(score, int | float) else None
+            key = queue_key(epoch_ms(ts), number, doc["_id"])
+        rules = doc.get("rules")
+        wanted = {"queue_key": key, **rule_keys(rules if isinstance(rules, list) else [], key)}
+        change = {k: v for k, v in wanted.items() if doc.get(k) != v}
+        if change:
+            coll.update_one({"_id": doc["_id"]}, {"$set": change})
+            done += 1
     return done

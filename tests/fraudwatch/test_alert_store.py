@@ -3,18 +3,23 @@ indexes on the real MongoDB-protocol server."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 
 import pytest
 
+from devtools.demo_data import make_alert_doc
 from fraudwatch.alert_store import (
     NEW_MINUTE,
     AlertView,
+    backfill_queue_keys,
     ensure_indexes,
     queue_key,
+    rule_keys,
     stats_document,
     write_stats,
 )
+from fraudwatch.cards import CardTokenizer
 from fraudwatch.contract import epoch_ms
 
 NOW = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
@@ -90,3 +95,36 @@ def test_stats_first_writes_insert_and_a_replayed_first_write_still_rewrites(mon
     )
     assert {d["_id"]: d["transactions"] for d in coll.find()} == {"m1": 9, "m2": 1}
     assert NEW_MINUTE not in coll.find_one({"_id": "m2"})
+
+
+def test_an_alert_carries_its_queue_key_once_per_filterable_rule() -> None:
+    rng = random.Random(1)
+    doc = make_alert_doc(
+        rng, CardTokenizer("k" * 32), ts=NOW, seq=1, rules=["card_testing", "velocity_count"]
+    )
+    assert doc["queue_key_card_testing"] == doc["queue_key"]
+    assert doc["queue_key_velocity_count"] == doc["queue_key"]
+    assert not any(k.startswith("queue_key_") and k[10:] not in doc["rules"] for k in doc)
+    # a rule the console cannot filter on gets no field (nor an index)
+    assert rule_keys(["card_testing", "not_a_rule"], "k") == {"queue_key_card_testing": "k"}
+
+
+def test_backfill_adds_the_rule_keys_an_older_alert_lacks_and_only_once(mongo_db) -> None:
+    rng = random.Random(2)
+    tokenizer = CardTokenizer("k" * 32)
+    old = make_alert_doc(rng, tokenizer, ts=NOW, seq=1, rules=["impossible_travel"])
+    del old["queue_key_impossible_travel"]
+    current = make_alert_doc(rng, tokenizer, ts=NOW, seq=2, rules=["card_testing"])
+    mongo_db["alerts"].insert_many([old, current])
+    assert backfill_queue_keys(mongo_db["alerts"]) == 1
+    stored = mongo_db["alerts"].find_one({"_id": old["_id"]})
+    assert stored["queue_key_impossible_travel"] == old["queue_key"]
+    assert backfill_queue_keys(mongo_db["alerts"]) == 0
+
+
+def test_ensure_indexes_drops_the_obsolete_rule_array_index(mongo_db) -> None:
+    mongo_db["alerts"].create_index([("rules", 1), ("queue_key", -1)], name="by_rule")
+    ensure_indexes(mongo_db)
+    names = set(mongo_db["alerts"].index_information())
+    assert "by_rule" not in names
+    assert {"by_rule_card_testing", "by_time", "by_merchant"} <= names

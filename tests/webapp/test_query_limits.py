@@ -33,17 +33,19 @@ def _fill(db: Any, clock: Clock, count: int = 3000) -> None:
             rng, tokenizer, ts=ts.replace(microsecond=0), seq=seq, rules=["velocity_count"]
         )
         docs.append(doc)
+    # One document written by something else, with an array where the queue key belongs: the
+    # patched FerretDB then cannot use the key's index for any view (an array matches a range
+    # on any element) and reads the whole window, as a server without the patch always does.
+    docs[-1]["queue_key"] = [docs[-1]["queue_key"]]
     db[ALERTS].insert_many(docs, ordered=False)
 
 
 def test_store_reads_stop_at_the_time_limit(mongo_db: Any) -> None:
     clock = Clock()
     _fill(mongo_db, clock)
-    # a rule no alert has: `rules` is an array, so even the patched FerretDB reads the whole
-    # time window to find out (MongoDB would answer from by_rule at once)
-    query = AlertQuery(rule="card_testing")
+    query = AlertQuery()
     generous = AlertStore(mongo_db, queue_window=timedelta(days=7), time_limit_ms=60_000)
-    assert generous.page(query, 50, clock()).alerts == []
+    assert len(generous.page(query, 50, clock()).alerts) == 50
     hurried = AlertStore(mongo_db, queue_window=timedelta(days=7), time_limit_ms=1)
     with pytest.raises(ExecutionTimeout):
         hurried.page(query, 50, clock())
@@ -59,9 +61,7 @@ def test_console_answers_a_timed_out_view_with_a_message(mongo_db: Any) -> None:
     svc.access.create_user("tim", "viewer", "a-long-password-123")
     _, secret = svc.access.create_token("tim", "tests")
     http: FlaskClient = app.test_client()
-    response = http.get(
-        "/api/alerts?rule=card_testing", headers={"Authorization": f"Bearer {secret}"}
-    )
+    response = http.get("/api/alerts", headers={"Authorization": f"Bearer {secret}"})
     assert response.status_code == 503
     body = response.get_json()
     assert body["error"] == "query_timeout"

@@ -108,11 +108,15 @@ def test_filter_is_always_bounded_by_time_and_combines_the_filters() -> None:
     flt = query.mongo_filter(NOW, timedelta(hours=24))
     assert flt["status"] == "open"
     assert flt["severity"] == "high"
-    assert flt["rules"] == "card_testing"
     assert flt["card_last4"] == "1111"
-    # whole UTC days: the day 24 hours ago through today, no timestamp condition needed
-    assert flt["queue_key"] == {"$gte": "2026-11-24", "$lt": "2026-11-26"}
+    # whole UTC days: the day 24 hours ago through today, no timestamp condition needed; a
+    # rule filter ranges over the rule's own queue key instead of the `rules` array
+    assert flt["queue_key_card_testing"] == {"$gte": "2026-11-24", "$lt": "2026-11-26"}
+    assert "queue_key" not in flt
+    assert "rules" not in flt
     assert "timestamp" not in flt
+    assert query.sort() == [("queue_key_card_testing", -1)]
+    assert query.count_hint(NOW, timedelta(hours=24)) == "by_last4"
 
 
 def test_a_time_range_inside_days_adds_exact_timestamp_bounds() -> None:

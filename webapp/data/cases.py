@@ -14,20 +14,22 @@ or duplicate a case.
 
 The queue lists cases in the alerts' own order (newest day first, best score first within the
 day): a case stands where its best alert of the newest day stands. A page reads the alert index
-from the cursor down and groups the rows by case; a case met on a later page that has a higher
-alert (it was listed on an earlier page) is skipped, which costs one index lookup per new case.
+from the cursor down and groups the rows by case, then reads each case's alerts (one indexed
+read per case, a few in parallel); a case met on a later page that has a higher matching alert
+(it was listed on an earlier page) is skipped, which its alerts, already read, tell.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from fraudwatch.alert_store import AlertView, DispositionView, Doc, schema
-from fraudwatch.vocabulary import BASE_CURRENCY, EXCHANGE_RATES, SEVERITIES, UNDECIDED
+from fraudwatch.vocabulary import BASE_CURRENCY, EXCHANGE_RATES, SEVERITIES, STATUSES, UNDECIDED
 from webapp.data.store import AlertStore
 from webapp.queries import AlertQuery
 
@@ -36,6 +38,17 @@ from webapp.queries import AlertQuery
 MAX_CASE_ALERTS = 500
 # A queue page reads at most this many alert rows per case row it shows.
 SCAN_PER_ROW = 40
+# ... fetched this many at a time (the server decodes a whole batch before answering).
+SCAN_BATCH = 100
+# How many cases of a page are read at once (each is one indexed read).
+CASE_READ_THREADS = 4
+# The undecided statuses as one string range (an open case is one read, not one per status).
+_UNDECIDED_RANGE = {"$gte": min(UNDECIDED), "$lte": max(UNDECIDED)}
+if any(
+    _UNDECIDED_RANGE["$gte"] <= s <= _UNDECIDED_RANGE["$lte"]
+    for s in set(STATUSES) - set(UNDECIDED)
+):
+    raise AssertionError("a decided status sorts between the undecided ones")
 
 
 def case_key(a: AlertView) -> str:
@@ -198,58 +211,77 @@ class CaseStore:
         store = self._store
         flt = query.mongo_filter(now, store.queue_window)
         budget = limit * SCAN_PER_ROW
-        heads: dict[str, AlertView] = {}
-        skipped: set[str] = set()
+        # Read in small batches: a page usually needs a few rows per case, and the server
+        # decodes a whole batch before answering.
+        scan = store.find(flt, schema.QUEUE_FIELDS, query.sort(), budget).batch_size(SCAN_BATCH)
+        rows = (AlertView.from_doc(doc) for doc in scan)
+        earlier = query.first_page()
+        seen: set[str] = set()
+        cases: list[Case] = []
         older: str | None = None
         last: str | None = None
         scanned = 0
-        for scanned, doc in enumerate(  # noqa: B007 (read after the loop)
-            store.find(flt, schema.QUEUE_FIELDS, schema.QUEUE_SORT, budget), start=1
-        ):
-            a = AlertView.from_doc(doc)
-            key = case_key(a)
-            if key not in heads and key not in skipped:
-                if len(heads) == limit:
-                    older = last  # the next page starts below the rows this one read
-                    break
-                if query.before is not None and self._listed_earlier(key, a, query, now):
-                    skipped.add(key)
+        pending: AlertView | None = None  # a row read but not yet placed (the page was full)
+        exhausted = False
+        while len(cases) < limit and not exhausted:
+            heads: list[tuple[str, AlertView]] = []
+            while True:
+                if pending is not None:
+                    a, pending = pending, None
                 else:
-                    heads[key] = a
-            last = a.cursor
-        else:
-            if scanned == budget:
-                older = last  # the read budget ended the page; the next one goes on from here
-        cases = [self._load(key, head) for key, head in heads.items()]
+                    a_next = next(rows, None)
+                    if a_next is None:
+                        exhausted = True
+                        break
+                    a = a_next
+                    scanned += 1
+                key = case_key(a)
+                if key in seen:
+                    last = a.cursor
+                    continue
+                if len(cases) + len(heads) == limit:
+                    pending = a  # starts the next round, or the next page
+                    break
+                seen.add(key)
+                heads.append((key, a))
+                last = a.cursor
+            for (_key, head), case in zip(heads, self._load_many(heads), strict=True):
+                # A case with a matching alert above this one was listed on an earlier page.
+                if query.before is not None and any(
+                    b.cursor > head.cursor and earlier.matches(b, now, store.queue_window)
+                    for b in case.alerts
+                ):
+                    continue
+                cases.append(case)
+        if pending is not None:
+            older = last  # the next page starts below the rows this one placed
+        elif scanned == budget:
+            older = last  # the read budget ended the page; the next one goes on from here
         return CasePage(cases, older=older, is_first=query.before is None)
 
-    def _listed_earlier(self, key: str, a: AlertView, query: AlertQuery, now: datetime) -> bool:
-        """Whether the case has a higher alert matching the filters (so an earlier page, or
-        this page's scan above the cursor, listed it)."""
-        flt = query.first_page().mongo_filter(now, self._store.queue_window)
-        flt["queue_key"] = {"$gt": a.cursor, "$lt": flt["queue_key"]["$lt"]}
-        for condition in _membership(key, a, query.status):
-            if self._store.find_one({**flt, **condition}) is not None:
-                return True
-        return False
+    def _load_many(self, heads: list[tuple[str, AlertView]]) -> list[Case]:
+        """Each head's case, read in parallel (one indexed read per case)."""
+        if len(heads) <= 1:
+            return [self._load(key, head) for key, head in heads]
+        with ThreadPoolExecutor(CASE_READ_THREADS, thread_name_prefix="case-read") as pool:
+            return list(pool.map(lambda kh: self._load(*kh), heads))
 
     def _load(self, key: str, seen: AlertView) -> Case:
-        """Every alert of the case ``seen`` is in (bounded by MAX_CASE_ALERTS)."""
+        """Every alert of the case ``seen`` is in (bounded by MAX_CASE_ALERTS), newest first
+        from the server: one read on ``by_card`` (an open case) or ``by_case``."""
         rows: dict[str, AlertView] = {}
         total = 0
-        for condition in _membership(key, seen, None):
-            docs = list(
-                self._store.find(
-                    condition, schema.QUEUE_FIELDS, schema.QUEUE_SORT, MAX_CASE_ALERTS + 1
-                )
-            )
-            if len(docs) > MAX_CASE_ALERTS:  # a burst of hundreds: count what is not listed
-                total += self._store.count(condition) - MAX_CASE_ALERTS
-            for doc in docs[:MAX_CASE_ALERTS]:
-                a = AlertView.from_doc(doc)
-                if case_key(a) == key and a.alert_id not in rows:
-                    rows[a.alert_id] = a
-                    total += 1
+        condition, hint = _membership(key, seen)
+        docs = list(
+            self._store.find(condition, schema.QUEUE_FIELDS, schema.QUEUE_SORT, MAX_CASE_ALERTS + 1)
+        )
+        if len(docs) > MAX_CASE_ALERTS:  # a burst of hundreds: count what is not listed
+            total += self._store.count(condition, hint) - MAX_CASE_ALERTS
+        for doc in docs[:MAX_CASE_ALERTS]:
+            a = AlertView.from_doc(doc)
+            if case_key(a) == key and a.alert_id not in rows:
+                rows[a.alert_id] = a
+                total += 1
         if seen.alert_id not in rows:
             rows[seen.alert_id] = seen
             total += 1
@@ -278,12 +310,13 @@ class CaseStore:
         return sorted(merged.values(), key=lambda d: (d.at is None, d.at))
 
 
-def _membership(key: str, a: AlertView, status: str | None) -> list[Doc]:
-    """Filters that find the alerts of the case named by ``key`` (one per query to run)."""
+def _membership(key: str, a: AlertView) -> tuple[Doc, str | None]:
+    """The filter that finds the alerts of the case named by ``key``, and its index."""
     kind, _, value = key.partition(":")
     if kind == "case":
-        return [{"case_id": value}]
+        return {"case_id": value}, "by_case"
     if kind == "card":
-        statuses = [status] if status in UNDECIDED else list(UNDECIDED)
-        return [{"card_token": a.card_token, "status": s} for s in statuses]
-    return [{"_id": a.alert_id}]
+        # One range on status instead of one read per undecided status: no other status sorts
+        # between them (checked at import).
+        return {"card_token": a.card_token, "status": _UNDECIDED_RANGE}, "by_card"
+    return {"_id": a.alert_id}, None

@@ -4,7 +4,7 @@ signed-in user (``webapp.views.auth.require_login``)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -150,7 +150,7 @@ def cases() -> BaseResponse | str:
         position: dict[str, Any] = {"before": query.before.encode()} if query.before else {}
         position.update(query.params())
         return redirect(url_for("console.cases", **position), 303)
-    page = svc.cases.page(query, svc.settings.webapp_page_size, svc.now())
+    page = svc.cases.page(query, svc.settings.webapp_case_page_size, svc.now())
     context = _queue_context(svc, query, page, seen=_newest_detected_ms(page))
     return render_template("queue.html", **context)
 
@@ -162,7 +162,7 @@ def cases_live() -> BaseResponse | str:
     query, values = _query_from_args(svc, POLL_PARAMS)
     sig = check_sig(values["sig"]) if "sig" in values else ""
     seen = parse_epoch_ms("seen", values.get("seen", "0"))
-    page = svc.cases.page(query, svc.settings.webapp_page_size, svc.now())
+    page = svc.cases.page(query, svc.settings.webapp_case_page_size, svc.now())
     if page.signature() == sig:
         return Response(status=204)
     context = _queue_context(svc, query, page, seen=seen)
@@ -328,7 +328,10 @@ def stats_payload(svc: Services, window_minutes: int) -> dict[str, Any]:
     now = svc.now()
     until = minute_floor(now) + timedelta(minutes=1)
     since = until - timedelta(minutes=window_minutes)
-    outcome_since: datetime = now - timedelta(days=svc.settings.webapp_outcome_days)
+    # Whole days: the verdicts are counted per day of the alerts (AlertStore.outcomes).
+    outcome_since = (now - timedelta(days=svc.settings.webapp_outcome_days)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
     return build_stats(
         svc.alerts.minute_stats(since, until),
         svc.alerts.outcomes(outcome_since),
