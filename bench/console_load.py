@@ -18,7 +18,8 @@ What runs, all on loopback and cleaned up at the end (process group, scratch dat
   short think time.
 
 Any answer other than 2xx/3xx, and any exception (timeouts included), is an error; the exit
-status is 1 when there is any. Latency is reported per endpoint and overall (p50/p95/p99),
+status is 1 when there is any, or when the overall p95 is not below ``--p95-target`` (1 s,
+issue #13's target). Latency is reported per endpoint and overall (p50/p95/p99),
 and the console's read-cache lookups (hits, misses, shared) summed over its workers from
 ``/metrics`` (gunicorn runs with ``PROMETHEUS_MULTIPROC_DIR``).
 Client timeouts are long (``--timeout``, 60 s) and the console's MongoDB socket timeout is
@@ -70,9 +71,7 @@ LIVE = re.compile(r'hx-get="([^"]+)"')
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 CACHE_LOOKUP = re.compile(r"^fraudwatch_webapp_read_cache_lookups_total\{([^}]*)\} (\S+)$", re.M)
 LABEL = re.compile(r'(\w+)="([^"]*)"')
-# Small enough that FerretDB v1 answers within the client timeout on a shared 2-core machine:
-# there every queue page is six full scans (a find and five counts), ~2.5 s each at 5,000
-# alerts, so 5 users at 5,000 alerts already time out at 60 s.
+# A smoke run (seconds, not minutes): the full size is the default.
 QUICK = {"alerts": 1000, "users": 5, "duration": 20.0}
 
 
@@ -356,6 +355,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--mongo-timeout-ms", type=int, default=120_000)
+    parser.add_argument(
+        "--p95-target", type=float, default=1.0, help="seconds; exit 1 when p95 is not below"
+    )
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
     if args.quick:
@@ -474,7 +476,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{total['requests']} requests in {elapsed:.1f} s "
             f"({total['requests'] / elapsed:.1f}/s), {total['errors']} errors, "
             f"{written[0]} alerts written during the run, p95 {total['p95_s']:.3f} s "
-            f"(target < 1 s: {'met' if total['p95_s'] < 1 else 'NOT met'})"
+            f"(target < {args.p95_target:g} s: "
+            f"{'met' if total['p95_s'] < args.p95_target else 'NOT met'})"
         )
         for endpoint, errors in results.errors.items():
             for e in sorted(set(errors))[:5]:
@@ -495,11 +498,12 @@ def main(argv: list[str] | None = None) -> int:
             "endpoints": rows,
             "read_cache_lookups": cache,
             "errors": {k: sorted(set(v)) for k, v in results.errors.items()},
-            "p95_target_met": total["p95_s"] < 1,
+            "p95_target_s": args.p95_target,
+            "p95_target_met": total["p95_s"] < args.p95_target,
         }
         if args.json_out:
             args.json_out.write_text(json.dumps(report, indent=2) + "\n")
-        return 1 if total["errors"] or stuck else 0
+        return 1 if total["errors"] or stuck or total["p95_s"] >= args.p95_target else 0
     finally:
         stop.set()
         if writer is not None:
