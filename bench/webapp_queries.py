@@ -1,4 +1,4 @@
-"""Time the console's three hot views on 50,000 alerts: p50/p95 over 30 runs each.
+"""Time the console's views on 50,000 (or 500,000) alerts: p50/p95 over 30 runs each.
 
     .venv/bin/python bench/webapp_queries.py [--alerts 50000] [--runs 30] [--keep]
         [--database NAME]   # time a database kept by an earlier run, without seeding
@@ -27,7 +27,7 @@ from typing import Any
 from flask.testing import FlaskClient
 from pymongo.database import Database
 
-from devtools.demo_data import demo_pan, make_alert_doc
+from devtools.demo_data import MERCHANTS, demo_pan, make_alert_doc
 from fraudwatch.alert_store import ALERTS, ensure_indexes, write_alerts
 from fraudwatch.cards import CardTokenizer
 from fraudwatch.clients import mongo_client
@@ -129,6 +129,13 @@ def main() -> int:
             older = store.page(deep, size, datetime.now(UTC)).older
             assert older is not None
             deep = AlertQuery(before=Cursor.decode("before", older))
+        cases = svc.cases
+        case_size = svc.settings.webapp_case_page_size
+        older_cases = cases.page(AlertQuery(), case_size, datetime.now(UTC)).older
+        assert older_cases is not None
+        second_cases = AlertQuery(before=Cursor.decode("before", older_cases))
+        day_before = datetime.now(UTC).replace(hour=6, minute=0, second=0, microsecond=0)
+        six_hours = (day_before - timedelta(days=1), day_before - timedelta(hours=18))
         views = {
             "queue, 21st page": (
                 lambda: store.page(deep, size, datetime.now(UTC)),
@@ -152,17 +159,53 @@ def main() -> int:
                 lambda: store.status_counts(AlertQuery(), datetime.now(UTC)),
                 None,
             ),
+            "rule filter, first page": (
+                lambda: store.page(AlertQuery(rule="card_testing"), size, datetime.now(UTC)),
+                "/api/alerts?rule=card_testing&limit=50",
+            ),
+            "counts, merchant filter": (
+                lambda: store.status_counts(
+                    AlertQuery(merchant=MERCHANTS[0][0]), datetime.now(UTC)
+                ),
+                None,
+            ),
+            "counts, rule filter": (
+                lambda: store.status_counts(AlertQuery(rule="card_testing"), datetime.now(UTC)),
+                None,
+            ),
+            "counts, 6 h inside a day": (
+                lambda: store.status_counts(
+                    AlertQuery(start=six_hours[0], end=six_hours[1]), datetime.now(UTC)
+                ),
+                None,
+            ),
+            "outcomes per rule (42 counts)": (
+                lambda: store.outcomes(datetime.now(UTC) - timedelta(days=30)),
+                "/api/stats",
+            ),
+            "case queue, first page": (
+                lambda: cases.page(AlertQuery(), case_size, datetime.now(UTC)),
+                f"/api/cases?limit={case_size}",
+            ),
+            "case queue, 2nd page": (
+                lambda: cases.page(second_cases, case_size, datetime.now(UTC)),
+                None,
+            ),
+            "case queue, rule filter": (
+                lambda: cases.page(AlertQuery(rule="card_testing"), case_size, datetime.now(UTC)),
+                f"/api/cases?rule=card_testing&limit={case_size}",
+            ),
         }
         print(
-            f"\n{'view':<26} {'store p50':>10} {'store p95':>10} {'HTTP p50':>10} {'HTTP p95':>10}"
+            f"\n{'view':<30} {'store p50':>10} {'store p95':>10} {'HTTP p50':>10} {'HTTP p95':>10}"
         )
         for name, (query, url) in views.items():
             s50, s95 = timed(query, args.runs)
             if url and not args.no_http:
                 h50, h95 = timed(functools.partial(fetch, http, url), args.runs)
-                print(f"{name:<26} {s50:>8.0f}ms {s95:>8.0f}ms {h50:>8.0f}ms {h95:>8.0f}ms")
+                print(f"{name:<30} {s50:>8.0f}ms {s95:>8.0f}ms {h50:>8.0f}ms {h95:>8.0f}ms")
             else:
-                print(f"{name:<26} {s50:>8.0f}ms {s95:>8.0f}ms {'-':>10} {'-':>10}")
+                print(f"{name:<30} {s50:>8.0f}ms {s95:>8.0f}ms {'-':>10} {'-':>10}")
         info = db[ALERTS].index_information()
         print("\nindexes on alerts:", ", ".join(sorted(info)))
         server = client.admin.command("buildInfo")
