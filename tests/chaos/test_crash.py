@@ -214,7 +214,11 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
                 decided, members = _confirm_a_case(db, disposed)
     finally:
         feed.enough.set()
-        feed.join(timeout=120)
+        # The feed sends at least `minimum` records; when the kills were quick, the rest goes
+        # out unpaced, which can take minutes at full size. Reading the topic before it ends
+        # would compare it with a list one chunk short (a chunk of 50 is ~40 keys).
+        feed.join(timeout=900)
+    assert not feed.is_alive(), "the live feed did not finish sending"
     assert feed.error is None, feed.error
     values = pool[: feed.sent]
     # The oracle judges the list as sent: the topic must hold it in that order, per key.
