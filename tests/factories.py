@@ -134,7 +134,7 @@ def find_pans(obj: Any, key: str = "") -> list[str]:
     if isinstance(obj, str):
         if key in DIGEST_FIELDS and all(c in "0123456789abcdef" for c in obj):
             return []
-        if key == "queue_key":  # <day>_<score>_<alert id>: the id is a digest like ``_id``
-            obj = obj[:-24]
+        if key.startswith("queue_key"):  # <day>_<score>_<alert id> (also a rule's copy):
+            obj = obj[:-24]  # the id is a digest like ``_id``
         return [m.group() for m in PAN_PATTERN.finditer(obj) if luhn_valid(m.group())]
     return []
