@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 
-from fraudwatch.alert_store import rule_key_field
+from fraudwatch.alert_store import AlertView, rule_key_field
 from fraudwatch.alert_store.schema import rule_index
 from fraudwatch.cards import CardTokenizer, luhn_valid
 from fraudwatch.vocabulary import RULE_NAMES, SEVERITIES, STATUSES
@@ -145,10 +145,9 @@ class AlertQuery:
         selective filter. Without statistics SQLite (the local FerretDB) guesses, and guessed
         ``by_status`` for a merchant's counts, reading every open alert of the week to count
         one merchant's; MongoDB honours the hint as well."""
-        start, end = self.time_bounds(now, window)
         if self.card:
             return "by_card" if self.card.field == "card_token" else "by_last4"
-        if start != _midnight(start) or end != _midnight(end):
+        if self._timestamp_bounds(now, window):
             return "by_time"  # an analyst's from/to: hours, not days
         if self.merchant:
             return "by_merchant"
@@ -184,17 +183,23 @@ class AlertQuery:
         elif self.after is not None:
             key = {"$gt": max(key["$gte"], self.after.key), "$lt": key["$lt"]}
         flt[self.key_field] = key
-        within: dict[str, Any] = {}
+        if within := self._timestamp_bounds(now, window):
+            flt["timestamp"] = within
+        return flt
+
+    def _timestamp_bounds(self, now: datetime, window: timedelta) -> dict[str, datetime]:
+        """The time range's bounds that fall inside a day (an analyst's from/to), which the
+        queue key's day prefix cannot express; empty for whole days."""
+        start, end = self.time_bounds(now, window)
+        within: dict[str, datetime] = {}
         if start != _midnight(start):
             within["$gte"] = start
         if end != _midnight(end):
             within["$lt"] = end
-        if within:
-            flt["timestamp"] = within
-        return flt
+        return within
 
-    def matches(self, alert: Any, now: datetime, window: timedelta) -> bool:
-        """Whether an alert (an ``AlertView``) matches the filters and the time range, as
+    def matches(self, alert: AlertView, now: datetime, window: timedelta) -> bool:
+        """Whether an alert matches the filters and the time range, as
         ``mongo_filter`` would select it (the page position aside): the check the case queue
         makes on alerts it has already read instead of asking the server again."""
         start, end = self.time_bounds(now, window)

@@ -27,7 +27,6 @@ from fraudwatch.alert_store.schema import (
     DISPOSITIONS,
     QUEUE_FIELDS,
     QUEUE_SORT,
-    QUEUE_SORT_UP,
     ensure_indexes,
 )
 from fraudwatch.alert_store.writes import backfill_queue_keys, write_alerts, write_stats
@@ -39,7 +38,6 @@ __all__ = [
     "NEW_MINUTE",
     "QUEUE_FIELDS",
     "QUEUE_SORT",
-    "QUEUE_SORT_UP",
     "AlertView",
     "DispositionView",
     "Doc",

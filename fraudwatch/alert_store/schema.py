@@ -132,7 +132,6 @@ def ensure_indexes(db: Database[Doc]) -> None:
 
 
 QUEUE_SORT = [("queue_key", DESCENDING)]
-QUEUE_SORT_UP = [("queue_key", ASCENDING)]
 # What a queue row needs; reasons and evidence stay on the server until the detail page.
 QUEUE_FIELDS = {
     name: 1

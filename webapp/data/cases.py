@@ -22,10 +22,11 @@ read per case, a few in parallel); a case met on a later page that has a higher 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from fraudwatch.alert_store import AlertView, DispositionView, Doc, schema
@@ -191,6 +192,27 @@ class CasePage:
         return digest.hexdigest()[:16]
 
 
+class _CaseScan:
+    """Queue rows in order, grouped by case: iterating yields each case's first row as
+    (case key, row, cursor of the row before it), and counts and remembers what was read."""
+
+    def __init__(self, docs: Iterable[Doc]) -> None:
+        self._docs = docs
+        self.read = 0
+        self.last: str | None = None  # the cursor of the last row read
+
+    def __iter__(self) -> Iterator[tuple[str, AlertView, str | None]]:
+        seen: set[str] = set()
+        for doc in self._docs:
+            self.read += 1
+            a = AlertView.from_doc(doc)
+            key = case_key(a)
+            if key not in seen:
+                seen.add(key)
+                yield key, a, self.last
+            self.last = a.cursor
+
+
 class CaseStore:
     """The case queue and one case, read from the ``alerts`` collection through its indexes
     (``by_card`` for a card's open case, ``by_case`` for a decided one)."""
@@ -209,62 +231,40 @@ class CaseStore:
 
     def _load_page(self, query: AlertQuery, limit: int, now: datetime) -> CasePage:
         store = self._store
-        flt = query.mongo_filter(now, store.queue_window)
         budget = limit * SCAN_PER_ROW
         # Read in small batches: a page usually needs a few rows per case, and the server
         # decodes a whole batch before answering.
-        scan = store.find(flt, schema.QUEUE_FIELDS, query.sort(), budget).batch_size(SCAN_BATCH)
-        rows = (AlertView.from_doc(doc) for doc in scan)
+        docs = store.find(
+            query.mongo_filter(now, store.queue_window), schema.QUEUE_FIELDS, query.sort(), budget
+        ).batch_size(SCAN_BATCH)
+        scan = _CaseScan(docs)
+        heads = iter(scan)
         earlier = query.first_page()
-        seen: set[str] = set()
         cases: list[Case] = []
-        older: str | None = None
-        last: str | None = None
-        scanned = 0
-        pending: AlertView | None = None  # a row read but not yet placed (the page was full)
-        exhausted = False
-        while len(cases) < limit and not exhausted:
-            heads: list[tuple[str, AlertView]] = []
-            while True:
-                if pending is not None:
-                    a, pending = pending, None
-                else:
-                    a_next = next(rows, None)
-                    if a_next is None:
-                        exhausted = True
-                        break
-                    a = a_next
-                    scanned += 1
-                key = case_key(a)
-                if key in seen:
-                    last = a.cursor
-                    continue
-                if len(cases) + len(heads) == limit:
-                    pending = a  # starts the next round, or the next page
-                    break
-                seen.add(key)
-                heads.append((key, a))
-                last = a.cursor
-            for (_key, head), case in zip(heads, self._load_many(heads), strict=True):
+        # Usually one round; another only when cases were skipped as listed earlier.
+        while len(cases) < limit and (batch := list(islice(heads, limit - len(cases)))):
+            for (_, head, _), case in zip(batch, self._load_many(batch), strict=True):
                 # A case with a matching alert above this one was listed on an earlier page.
-                if query.before is not None and any(
+                if query.before is None or not any(
                     b.cursor > head.cursor and earlier.matches(b, now, store.queue_window)
                     for b in case.alerts
                 ):
-                    continue
-                cases.append(case)
-        if pending is not None:
-            older = last  # the next page starts below the rows this one placed
-        elif scanned == budget:
-            older = last  # the read budget ended the page; the next one goes on from here
+                    cases.append(case)
+        following = next(heads, None) if len(cases) == limit else None
+        if following is not None:
+            older = following[2]  # the next page starts with the first case not placed
+        elif scan.read == budget:
+            older = scan.last  # the read budget ended the page; the next one goes on from here
+        else:
+            older = None
         return CasePage(cases, older=older, is_first=query.before is None)
 
-    def _load_many(self, heads: list[tuple[str, AlertView]]) -> list[Case]:
+    def _load_many(self, heads: list[tuple[str, AlertView, str | None]]) -> list[Case]:
         """Each head's case, read in parallel (one indexed read per case)."""
         if len(heads) <= 1:
-            return [self._load(key, head) for key, head in heads]
+            return [self._load(key, head) for key, head, _ in heads]
         with ThreadPoolExecutor(CASE_READ_THREADS, thread_name_prefix="case-read") as pool:
-            return list(pool.map(lambda kh: self._load(*kh), heads))
+            return list(pool.map(lambda h: self._load(h[0], h[1]), heads))
 
     def _load(self, key: str, seen: AlertView) -> Case:
         """Every alert of the case ``seen`` is in (bounded by MAX_CASE_ALERTS), newest first
