@@ -119,7 +119,18 @@ def produce_in_order(
     Raises ``InputOutOfOrder`` if the topic does not hold exactly what was sent, per key in
     order (``verify=False`` skips the read-back, for a topic that already held records).
     """
-    producer = ordered_producer(bootstrap, topic)
+    send_in_order(ordered_producer(bootstrap, topic), topic, values)
+    if verify:
+        bad = keys_out_of_order(values, read_partitions(bootstrap, topic))
+        if bad:
+            raise InputOutOfOrder(f"{topic} holds {bad} key(s) out of the order they were sent")
+    return len(values)
+
+
+def send_in_order(producer: Producer, topic: str, values: Sequence[bytes]) -> None:
+    """Send ``values`` keyed by account with an ``ordered_producer`` and wait until every one
+    is acknowledged (raises ``RuntimeError`` otherwise). A long-lived sender reuses one
+    producer: a new one costs a metadata round trip and an idempotence id each time."""
     errors: list[str] = []
 
     def on_delivery(err: object, _msg: object) -> None:
@@ -136,8 +147,3 @@ def produce_in_order(
         producer.poll(0)
     if producer.flush(60) != 0 or errors:
         raise RuntimeError(f"producing to {topic} failed: {errors[:3]}")
-    if verify:
-        bad = keys_out_of_order(values, read_partitions(bootstrap, topic))
-        if bad:
-            raise InputOutOfOrder(f"{topic} holds {bad} key(s) out of the order they were sent")
-    return len(values)

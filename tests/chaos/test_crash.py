@@ -26,7 +26,13 @@ from dataflows.detection.ruleset import load_ruleset
 from devtools.stack import REPO_ROOT
 from fraudwatch import clients
 from tests.chaos import scale
-from tests.chaos.input import keys_out_of_order, produce_in_order, read_partitions
+from tests.chaos.input import (
+    keys_out_of_order,
+    ordered_producer,
+    produce_in_order,
+    read_partitions,
+    send_in_order,
+)
 from tests.factories import traffic
 from tests.integration.pipeline import (
     TOKEN_KEY,
@@ -155,13 +161,14 @@ class LiveFeed(threading.Thread):
 
     def run(self) -> None:
         try:
+            producer = ordered_producer(self.bootstrap, self.topic)
             t0 = time.monotonic()
             step = 50
             for i in range(0, len(self.values), step):
                 if self.enough.is_set() and i >= self.minimum:
                     break
                 chunk = self.values[i : i + step]
-                produce_in_order(self.bootstrap, self.topic, chunk, verify=False)
+                send_in_order(producer, self.topic, chunk)
                 self.sent = i + len(self.values[i : i + step])
                 ahead = t0 + self.sent / self.rate - time.monotonic()
                 if ahead > 0:
@@ -170,6 +177,7 @@ class LiveFeed(threading.Thread):
             self.error = exc
 
 
+@pytest.mark.timeout(scale(300, 900))  # full size: 600,000 records generated, 8 restarts
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     pipe: PipelineEnv, mongo_client: Any, tmp_path: Path, record_property: Any
 ) -> None:
@@ -215,9 +223,9 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(
     finally:
         feed.enough.set()
         # The feed sends at least `minimum` records; when the kills were quick, the rest goes
-        # out unpaced, which can take minutes at full size. Reading the topic before it ends
-        # would compare it with a list one chunk short (a chunk of 50 is ~40 keys).
-        feed.join(timeout=900)
+        # out unpaced. Reading the topic before it ends would compare it with a list one chunk
+        # short (a chunk of 50 is ~40 keys).
+        feed.join(timeout=600)
     assert not feed.is_alive(), "the live feed did not finish sending"
     assert feed.error is None, feed.error
     values = pool[: feed.sent]
