@@ -10,6 +10,10 @@ gets the shared indexes, ``--alerts`` alerts in batches of 500 through ``write_a
 last 2,000 timed), then 500 minutes of ``alert_stats`` inserted once and rewritten twice
 (``$set`` upserts, the path a replay or a late minute takes). Prints each timing per server
 and the ratio B/A of the medians (> 1: B is slower).
+
+``--b-without PREFIX`` (repeatable) drops B's alert indexes whose names start with PREFIX
+before writing, to time what indexes cost the inserts: ``--b-without by_rule_ --b-without
+by_time`` is the index set from before the rule queue keys and the in-day time index (#13).
 """
 
 from __future__ import annotations
@@ -42,12 +46,16 @@ TIMED_ALERTS = 2000
 MINUTES = 500
 
 
-def one_round(uri: str, alerts: int, seed: int) -> dict[str, float]:
-    """Seconds per write kind on a fresh database of the server at ``uri``."""
+def one_round(uri: str, alerts: int, seed: int, without: tuple[str, ...] = ()) -> dict[str, float]:
+    """Seconds per write kind on a fresh database of the server at ``uri``, without the alert
+    indexes whose names start with one of ``without``."""
     client = mongo_client(mongo_at(uri))
     db = client[f"bench_writes_{uuid.uuid4().hex[:8]}"]
     try:
         ensure_indexes(db)
+        for name in db[ALERTS].index_information():
+            if without and name.startswith(without):
+                db[ALERTS].drop_index(name)
         rng = random.Random(seed)
         tokenizer = CardTokenizer("w" * 32)
         now = datetime.now(UTC)
@@ -102,12 +110,20 @@ def main() -> int:
     parser.add_argument("--b", required=True, help="MongoDB URI of server B (e.g. upstream)")
     parser.add_argument("--alerts", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--b-without",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="drop B's alert indexes whose names start with PREFIX (repeatable)",
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
     for r in range(args.rounds):
-        order = (("A", args.a), ("B", args.b)) if r % 2 == 0 else (("B", args.b), ("A", args.a))
-        for name, uri in order:
-            for kind, secs in one_round(uri, args.alerts, seed=r).items():
+        first: tuple[str, str, tuple[str, ...]] = ("A", args.a, ())
+        second = ("B", args.b, tuple(args.b_without))
+        for name, uri, without in (first, second) if r % 2 == 0 else (second, first):
+            for kind, secs in one_round(uri, args.alerts, r, without).items():
                 results[name].setdefault(kind, []).append(secs)
                 print(f"round {r + 1} {name} {kind}: {secs:.2f} s", flush=True)
     print(f"\n{'write':<26} {'A median':>9} {'B median':>9} {'B/A':>6}")
