@@ -11,6 +11,10 @@ last 2,000 timed), then 500 minutes of ``alert_stats`` inserted once and rewritt
 (``$set`` upserts, the path a replay or a late minute takes). Prints each timing per server
 and the ratio B/A of the medians (> 1: B is slower).
 
+``--drain N`` then also runs the dataflow (stop at end, recovery on) over one preloaded topic
+of N transactions on the local stack's Kafka, writing its alerts to A and to B in turn: what
+the write costs mean for the pipeline, where the sink writes on its own thread.
+
 ``--b-without PREFIX`` (repeatable) drops B's alert indexes whose names start with PREFIX
 before writing, to time what indexes cost the inserts: ``--b-without by_rule_ --b-without
 by_time`` is the index set from before the rule queue keys and the in-day time index (#13).
@@ -104,6 +108,44 @@ def one_round(uri: str, alerts: int, seed: int, without: tuple[str, ...] = ()) -
         client.close()
 
 
+def drain_rounds(a: str, b: str, count: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds for the dataflow to drain one preloaded topic of ``count`` transactions with its
+    alerts written to server A and to server B, alternating; checks each wrote every alert."""
+    from bench import throughput
+    from bench.common import SCRATCH_ROOT, Procs, Stack, new_run_id, scratch_run
+
+    stack = Stack.from_env()
+    run_id = new_run_id()
+    logs = SCRATCH_ROOT / f"{run_id}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    out: dict[str, list[float]] = {"A": [], "B": []}
+    with scratch_run(stack, run_id) as scratch, Procs(logs) as procs:
+        pre = throughput.preload(scratch, procs, "tx", throughput.ThroughputConfig(count=count))
+        for r in range(rounds):
+            for name, uri in (("A", a), ("B", b)) if r % 2 == 0 else (("B", b), ("A", a)):
+                label = f"{name.lower()}{r}"
+                run = throughput.run_dataflow(
+                    scratch, procs, label, pre["topic"], count, extra_env={"MONGODB_URI": uri}
+                )
+                client = mongo_client(mongo_at(uri))
+                try:
+                    stored = client[scratch.db_name(label)][ALERTS].estimated_document_count()
+                    client.drop_database(scratch.db_name(label))
+                finally:
+                    client.close()
+                if stored != run["alerts_kafka"]:
+                    raise RuntimeError(
+                        f"{label}: {stored:,} alerts in MongoDB, {run['alerts_kafka']:,} on Kafka"
+                    )
+                out[name].append(run["seconds"])
+                print(
+                    f"round {r + 1} {name} drain {count:,} tx: {run['seconds']:.2f} s, "
+                    f"{stored:,} alerts",
+                    flush=True,
+                )
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--a", required=True, help="MongoDB URI of server A (e.g. patched)")
@@ -117,6 +159,12 @@ def main() -> int:
         metavar="PREFIX",
         help="drop B's alert indexes whose names start with PREFIX (repeatable)",
     )
+    parser.add_argument(
+        "--drain",
+        type=int,
+        metavar="N",
+        help="also time the dataflow draining N transactions into A and into B",
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, list[float]]] = {"A": {}, "B": {}}
     for r in range(args.rounds):
@@ -126,6 +174,10 @@ def main() -> int:
             for kind, secs in one_round(uri, args.alerts, r, without).items():
                 results[name].setdefault(kind, []).append(secs)
                 print(f"round {r + 1} {name} {kind}: {secs:.2f} s", flush=True)
+    if args.drain:
+        drains = drain_rounds(args.a, args.b, args.drain, args.rounds)
+        for name, runs in drains.items():
+            results[name][f"dataflow drain ({args.drain:,} tx)"] = runs
     print(f"\n{'write':<26} {'A median':>9} {'B median':>9} {'B/A':>6}")
     for kind, a_runs in results["A"].items():
         a, b = statistics.median(a_runs), statistics.median(results["B"][kind])
