@@ -29,6 +29,7 @@ from bench.common import (
     Stack,
     log,
     new_run_id,
+    run_logs,
     scratch_run,
     stop_on_sigterm,
 )
@@ -133,8 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 
     stack = Stack.from_env()
     run_id = new_run_id()
-    logs = SCRATCH_ROOT / f"{run_id}-logs"
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = run_logs(run_id)
     t0 = time.monotonic()
     res: dict[str, Any] = {}
     if args.only and results_path.exists():

@@ -142,6 +142,13 @@ def new_run_id() -> str:
     return f"bench-{time.strftime('%m%d%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def run_logs(run_id: str) -> Path:
+    """The folder for one run's process logs (created)."""
+    logs = SCRATCH_ROOT / f"{run_id}-logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

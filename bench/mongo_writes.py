@@ -29,8 +29,10 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from bench import throughput
+from bench.common import Procs, Stack, new_run_id, run_logs, scratch_run
 from devtools.demo_data import demo_pan, make_alert_doc
 from fraudwatch.alert_store import (
     ALERT_STATS,
@@ -45,6 +47,7 @@ from fraudwatch.cards import CardTokenizer
 from fraudwatch.clients import mongo_at, mongo_client
 
 Doc = dict[str, Any]
+T = TypeVar("T")
 BATCH = 500
 TIMED_ALERTS = 2000
 MINUTES = 500
@@ -108,21 +111,20 @@ def one_round(uri: str, alerts: int, seed: int, without: tuple[str, ...] = ()) -
         client.close()
 
 
+def in_turn(round_no: int, first: T, second: T) -> tuple[T, T]:
+    """A then B in even rounds, B then A in odd ones: drift in the machine hits both alike."""
+    return (first, second) if round_no % 2 == 0 else (second, first)
+
+
 def drain_rounds(a: str, b: str, count: int, rounds: int) -> dict[str, list[float]]:
     """Seconds for the dataflow to drain one preloaded topic of ``count`` transactions with its
     alerts written to server A and to server B, alternating; checks each wrote every alert."""
-    from bench import throughput
-    from bench.common import SCRATCH_ROOT, Procs, Stack, new_run_id, scratch_run
-
-    stack = Stack.from_env()
     run_id = new_run_id()
-    logs = SCRATCH_ROOT / f"{run_id}-logs"
-    logs.mkdir(parents=True, exist_ok=True)
     out: dict[str, list[float]] = {"A": [], "B": []}
-    with scratch_run(stack, run_id) as scratch, Procs(logs) as procs:
+    with scratch_run(Stack.from_env(), run_id) as scratch, Procs(run_logs(run_id)) as procs:
         pre = throughput.preload(scratch, procs, "tx", throughput.ThroughputConfig(count=count))
         for r in range(rounds):
-            for name, uri in (("A", a), ("B", b)) if r % 2 == 0 else (("B", b), ("A", a)):
+            for name, uri in in_turn(r, ("A", a), ("B", b)):
                 label = f"{name.lower()}{r}"
                 run = throughput.run_dataflow(
                     scratch, procs, label, pre["topic"], count, extra_env={"MONGODB_URI": uri}
@@ -170,7 +172,7 @@ def main() -> int:
     for r in range(args.rounds):
         first: tuple[str, str, tuple[str, ...]] = ("A", args.a, ())
         second = ("B", args.b, tuple(args.b_without))
-        for name, uri, without in (first, second) if r % 2 == 0 else (second, first):
+        for name, uri, without in in_turn(r, first, second):
             for kind, secs in one_round(uri, args.alerts, r, without).items():
                 results[name].setdefault(kind, []).append(secs)
                 print(f"round {r + 1} {name} {kind}: {secs:.2f} s", flush=True)
@@ -178,10 +180,10 @@ def main() -> int:
         drains = drain_rounds(args.a, args.b, args.drain, args.rounds)
         for name, runs in drains.items():
             results[name][f"dataflow drain ({args.drain:,} tx)"] = runs
-    print(f"\n{'write':<26} {'A median':>9} {'B median':>9} {'B/A':>6}")
+    print(f"\n{'write':<30} {'A median':>9} {'B median':>9} {'B/A':>6}")
     for kind, a_runs in results["A"].items():
         a, b = statistics.median(a_runs), statistics.median(results["B"][kind])
-        print(f"{kind:<26} {a:>8.2f}s {b:>8.2f}s {b / a:>6.2f}")
+        print(f"{kind:<30} {a:>8.2f}s {b:>8.2f}s {b / a:>6.2f}")
     return 0
 
 
